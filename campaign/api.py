@@ -1,0 +1,149 @@
+"""The Python interface: create, open and inspect campaigns.
+
+The command line is a thin layer over these functions::
+
+    import campaign
+    fit = campaign.open_campaign("gaussian-4d", "sqlite:///campaign.db")
+    df = fit.points()
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from campaign.config import CampaignSpec
+from campaign.likelihood import check_likelihood
+from campaign.store import Store, models
+from campaign.store.campaigns import find_campaign, insert_campaign, list_campaigns, spec_of, status_counts, best_chi2
+from campaign.store.points import PointArrays, load_points
+
+__all__ = ["Campaign", "create_campaign", "open_campaign", "campaigns"]
+
+logger = logging.getLogger(__name__)
+
+
+class Campaign:
+    """A handle on one stored campaign.
+
+    Attributes:
+        store: The database it lives in.
+        id: Its primary key.
+        spec: Its validated definition (space, likelihood, settings).
+    """
+
+    def __init__(self, store: Store, row: models.Campaign):
+        self.store = store
+        self.id = row.id
+        self.spec = spec_of(row)
+        self._row = row
+
+    def __repr__(self) -> str:
+        return f"Campaign({self.name!r}, {self.store!r})"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def space(self):
+        return self.spec.space
+
+    @property
+    def settings(self):
+        return self.spec.settings
+
+    def arrays(self, statuses: Sequence[str] = ("done",)) -> PointArrays:
+        """Load points as numpy arrays (ids, x, chi2); the fast path for training."""
+        with self.store.engine.connect() as connection:
+            return load_points(connection, self.id, self.space.dim, statuses)
+
+    def points(self, status: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """Return points as a DataFrame with one column per parameter.
+
+        Args:
+            status: Only points with this status (or these statuses); all when None.
+        """
+        table = models.Point.__table__
+        query = sa.select(table).where(table.c.campaign_id == self.id).order_by(table.c.id)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            query = query.where(table.c.status.in_(statuses))
+        with self.store.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        names = list(self.space.names)
+        x = np.frombuffer(b"".join(r["x"] for r in rows), dtype="<f8").reshape(len(rows), len(names))
+        frame = pd.DataFrame(x, columns=names)
+        frame.insert(0, "id", [r["id"] for r in rows])
+        skip = {"x", "params", "key", "campaign_id", "id"}
+        for column in table.c.keys():
+            if column not in skip:
+                frame[column] = [r[column] for r in rows]
+        return frame.set_index("id")
+
+    def status_counts(self) -> dict[str, int]:
+        with self.store.transaction() as session:
+            return status_counts(session, self.id)
+
+    def describe(self) -> dict[str, Any]:
+        """Collect what ``campaign show`` prints: definition, counts and best chi2."""
+        with self.store.transaction() as session:
+            row = session.get(models.Campaign, self.id)
+            return {
+                "name": row.name,
+                "description": row.description,
+                "created_by": row.created_by,
+                "created_host": row.created_host,
+                "created_at": row.created_at,
+                "parameters": self.space.to_dict(),
+                "likelihood": self.spec.likelihood.to_dict(),
+                "settings": self.settings.to_dict(),
+                "delta_chi2": self.settings.low_region_width(self.space.dim),
+                "counts": status_counts(session, self.id),
+                "best_chi2": best_chi2(session, self.id),
+                "views": [f"points_{row.view_suffix}", f"samples_{row.view_suffix}"],
+            }
+
+
+def create_campaign(spec: CampaignSpec, url: str | None = None, *, check: bool = True) -> Campaign:
+    """Store a new campaign.
+
+    Args:
+        spec: A validated definition (see :func:`campaign.config.load_campaign_file`).
+        url: Database URL.
+        check: Import the likelihood (or find the command) before writing anything.
+
+    Raises:
+        ConfigError: The likelihood cannot be loaded.
+        ConflictError: The name is taken.
+    """
+    if check:
+        check_likelihood(spec.likelihood, spec.space.names)
+    store = Store(url)
+    with store.transaction() as session:
+        row = insert_campaign(session, spec)
+    logger.info("created campaign %s (id %d)", spec.name, row.id)
+    return Campaign(store, row)
+
+
+def open_campaign(name: str, url: str | None = None, *, store: Store | None = None) -> Campaign:
+    """Open a stored campaign by name.
+
+    Raises:
+        NotFoundError: No campaign has this name.
+    """
+    store = store or Store(url)
+    with store.transaction() as session:
+        row = find_campaign(session, name)
+    return Campaign(store, row)
+
+
+def campaigns(url: str | None = None) -> list[dict]:
+    """Summarize all campaigns in a database."""
+    store = Store(url)
+    with store.transaction() as session:
+        return list_campaigns(session)

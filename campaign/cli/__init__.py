@@ -1,0 +1,68 @@
+"""The ``campaign`` command line: parse options, call the Python API, print.
+
+Errors the user can fix exit with status 2 and one message; other failures
+exit with status 1. ``--debug`` shows the traceback of either.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from campaign import __version__
+from campaign.errors import CampaignError
+
+__all__ = ["main"]
+
+logger = logging.getLogger("campaign")
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CampaignGroup(click.Group):
+    """A click group that turns exceptions into messages and exit statuses."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except CampaignError as exc:
+            _report(ctx, exc, f"Error: {exc}")
+            ctx.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except Exception as exc:
+            _report(ctx, exc, f"Error: {type(exc).__name__}: {exc}\nRun again with --debug to see the traceback.")
+            ctx.exit(EXIT_FAILURE)
+
+
+def _report(ctx: click.Context, exc: Exception, message: str) -> None:
+    if (ctx.obj or {}).get("debug"):
+        logger.error("command failed", exc_info=exc)
+    click.echo(message, err=True)
+
+
+@click.group(cls=CampaignGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="campaign")
+@click.option(
+    "--db", "db_url", envvar="CAMPAIGN_DATABASE_URL", default=None, metavar="URL",
+    help="Database URL, e.g. sqlite:///campaign.db or postgresql://user@host/db. "
+    "Default: $CAMPAIGN_DATABASE_URL, else sqlite:///campaign.db in the working directory.",
+)
+@click.option("-v", "--verbose", count=True, help="Log more: -v for progress, -vv for debugging.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors and log at debug level.")
+@click.pass_context
+def main(ctx: click.Context, db_url: str | None, verbose: int, debug: bool) -> None:
+    """Manage global-fit campaigns: points, surrogates, chains and summaries in one database."""
+    level = logging.DEBUG if debug or verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = {"db": db_url, "debug": debug}
+
+
+# Each module registers its commands on ``main``.
+from campaign.cli import store_commands  # noqa: E402,F401

@@ -1,0 +1,158 @@
+"""Queries on campaigns: create, find, list and describe."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, selectinload
+
+from campaign.config import CampaignSpec, LikelihoodRef, Settings
+from campaign.errors import ConflictError, NotFoundError
+from campaign.space import Parameter as SpaceParameter
+from campaign.space import ParameterSpace
+from campaign.store import models
+from campaign.store.views import create_views, view_suffix
+
+__all__ = ["current_user", "current_host", "insert_campaign", "find_campaign", "list_campaigns", "spec_of", "status_counts"]
+
+
+def current_user() -> str:
+    """Return the user recorded on campaigns and points (``$CAMPAIGN_USER`` overrides the login name)."""
+    name = os.environ.get("CAMPAIGN_USER")
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def current_host() -> str:
+    return socket.gethostname()
+
+
+def insert_campaign(session: Session, spec: CampaignSpec) -> models.Campaign:
+    """Insert a validated campaign with its parameters and SQL views.
+
+    Raises:
+        ConflictError: A campaign with this name, or with a name that maps to
+            the same SQL view names, exists.
+    """
+    suffix = view_suffix(spec.name)
+    clash = session.scalar(
+        sa.select(models.Campaign.name).where(
+            (models.Campaign.name == spec.name) | (models.Campaign.view_suffix == suffix)
+        )
+    )
+    if clash == spec.name:
+        raise ConflictError(
+            f"a campaign named {spec.name!r} exists already; choose another name, "
+            f"or inspect it with `campaign show {spec.name}`"
+        )
+    if clash is not None:
+        raise ConflictError(
+            f"the name {spec.name!r} gives the same SQL view names (points_{suffix}) as the "
+            f"existing campaign {clash!r}; choose a name that differs in more than case or punctuation"
+        )
+
+    row = models.Campaign(
+        name=spec.name,
+        view_suffix=suffix,
+        description=spec.description,
+        likelihood=spec.likelihood.to_dict(),
+        likelihood_version=spec.likelihood.version,
+        settings=spec.settings.to_dict(),
+        created_by=current_user(),
+        created_host=current_host(),
+        parameters=[
+            models.Parameter(position=i, name=p.name, low=p.low, high=p.high, scale=p.scale, prior=p.prior)
+            for i, p in enumerate(spec.space.parameters)
+        ],
+    )
+    session.add(row)
+    session.flush()
+    create_views(session.connection(), row.id, suffix, list(spec.space.names))
+    return row
+
+
+def find_campaign(session: Session, name: str) -> models.Campaign:
+    """Return the campaign called ``name``.
+
+    Raises:
+        NotFoundError: No such campaign; the message lists the existing ones.
+    """
+    row = session.scalar(
+        sa.select(models.Campaign)
+        .where(models.Campaign.name == name)
+        .options(selectinload(models.Campaign.parameters))
+    )
+    if row is None:
+        names = session.scalars(sa.select(models.Campaign.name).order_by(models.Campaign.name).limit(20)).all()
+        known = ", ".join(names) if names else "none yet; create one with `campaign create`"
+        raise NotFoundError(f"campaign {name!r} not found; existing campaigns: {known}")
+    return row
+
+
+def list_campaigns(session: Session) -> list[dict]:
+    """Summarize every campaign: name, dimension, point counts, best chi2, creator."""
+    counts = dict(
+        session.execute(
+            sa.select(models.Point.campaign_id, sa.func.count()).group_by(models.Point.campaign_id)
+        ).all()
+    )
+    dims = dict(
+        session.execute(
+            sa.select(models.Parameter.campaign_id, sa.func.count()).group_by(models.Parameter.campaign_id)
+        ).all()
+    )
+    rows = session.scalars(sa.select(models.Campaign).order_by(models.Campaign.name)).all()
+    return [
+        {
+            "name": row.name,
+            "dim": dims.get(row.id, 0),
+            "points": counts.get(row.id, 0),
+            "best_chi2": best_chi2(session, row.id),
+            "created_by": row.created_by,
+            "created_at": row.created_at,
+            "description": row.description,
+        }
+        for row in rows
+    ]
+
+
+def spec_of(row: models.Campaign) -> CampaignSpec:
+    """Rebuild the validated definition of a stored campaign."""
+    space = ParameterSpace(
+        [SpaceParameter(name=p.name, low=p.low, high=p.high, scale=p.scale, prior=p.prior) for p in row.parameters]
+    )
+    return CampaignSpec(
+        name=row.name,
+        description=row.description,
+        space=space,
+        likelihood=LikelihoodRef.from_dict(row.likelihood),
+        settings=Settings.from_dict(row.settings),
+    )
+
+
+def status_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    """Count a campaign's points by status; every status appears."""
+    rows = session.execute(
+        sa.select(models.Point.status, sa.func.count())
+        .where(models.Point.campaign_id == campaign_id)
+        .group_by(models.Point.status)
+    ).all()
+    counts = {status: 0 for status in models.POINT_STATUSES}
+    counts.update(dict(rows))
+    return counts
+
+
+def best_chi2(session: Session, campaign_id: int) -> float | None:
+    """Return the lowest finite chi2 of a campaign's evaluated points, or None."""
+    chi2 = models.Point.chi2
+    # NaN sorts above every number on both backends, so these bounds exclude it.
+    finite = (chi2 < float("inf")) & (chi2 > float("-inf"))
+    condition = (models.Point.campaign_id == campaign_id) & (models.Point.status == "done") & finite
+    return session.scalar(sa.select(sa.func.min(chi2)).where(condition))
