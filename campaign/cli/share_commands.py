@@ -1,0 +1,50 @@
+"""Commands for collaborators: query, export, import and report."""
+
+from __future__ import annotations
+
+import click
+
+from campaign import api
+from campaign.cli import main
+from campaign.cli.format import format_table
+from campaign.query import FORMATS, write_result
+
+
+@main.command()
+@click.argument("arguments", nargs=-1, required=True, metavar="[NAME] SQL")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="Output format: an aligned table, csv, json (a list of row objects) or parquet.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the result to this file instead of standard output (required for parquet).")
+@click.pass_obj
+def query(obj, arguments, fmt, output):
+    """Run one read-only SQL statement and print the rows.
+
+    With a campaign NAME, the relations points, samples, models and chains
+    show only that campaign, with one column per parameter.
+
+    \b
+    campaign query toy "SELECT a, b, chi2 FROM points WHERE chi2 < 20 ORDER BY chi2"
+    campaign query "SELECT name, created_by FROM campaigns" --format csv
+    """
+    if len(arguments) > 2:
+        raise click.UsageError(
+            f"expected [NAME] SQL, got {len(arguments)} arguments; quote the SQL statement as one argument"
+        )
+    name, sql = (None, arguments[0]) if len(arguments) == 1 else arguments
+    frame = api.query(sql, obj["db"], campaign=name)
+
+    if fmt == "table":
+        text = format_table(list(frame.columns), frame.astype(object).where(frame.notna(), None).values.tolist())
+        text += f"\n({len(frame)} row{'s' if len(frame) != 1 else ''})\n"
+        if output is None:
+            click.echo(text, nl=False)
+            return
+        with open(output, "w") as handle:
+            handle.write(text)
+    else:
+        text = write_result(frame, fmt, output)
+        if output is None:
+            click.echo(text, nl=False)
+            return
+    click.echo(f"Wrote {len(frame)} rows to {output}.", err=True)

@@ -1,0 +1,206 @@
+"""Read-only SQL queries: campaign relations, output formats and rejected input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from campaign.cli import main
+from campaign.errors import ConfigError, NotFoundError, SchemaError
+from campaign.query import check_single_statement, run_query
+from sharing_data import GRID, N_ITERATIONS, N_WALKERS, fill_campaign
+
+
+@pytest.fixture
+def filled(db_url):
+    return db_url, fill_campaign(db_url)
+
+
+def count_points(url: str) -> int:
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        count = connection.execute(sa.text("SELECT count(*) FROM points")).scalar_one()
+    engine.dispose()
+    return count
+
+
+def test_points_relation_columns(filled):
+    url, data = filled
+    frame = run_query("SELECT * FROM points ORDER BY id", url, campaign=data.name)
+    assert list(frame.columns[:4]) == ["id", "a", "b", "chi2"]
+    for column in ("status", "origin", "step", "evaluated_at", "created_by"):
+        assert column in frame.columns
+    assert len(frame) == data.n_points
+
+
+def test_points_filter_known_values(filled):
+    url, data = filled
+    frame = run_query("SELECT a, b, chi2 FROM points WHERE chi2 < 1.5 ORDER BY a, b", url, campaign=data.name)
+    expected = sorted((a, b) for a, b in GRID if a * a + b * b < 1.5)
+    assert list(zip(frame["a"], frame["b"])) == expected
+    assert frame["chi2"].tolist() == [a * a + b * b for a, b in expected]
+
+
+def test_nan_and_inf_chi2_returned(filled):
+    url, data = filled
+    frame = run_query("SELECT a, chi2 FROM points WHERE step = 1 ORDER BY a", url, campaign=data.name)
+    assert math.isnan(frame["chi2"][0])
+    assert frame["chi2"][1] == math.inf
+    assert frame["chi2"].dtype == float
+
+
+def test_samples_models_chains_relations(filled):
+    url, data = filled
+    samples = run_query("SELECT walker, a, b, log_prob FROM samples ORDER BY chain_id, iteration, walker", url, data.name)
+    assert len(samples) == N_ITERATIONS * N_WALKERS
+    assert samples["a"].to_numpy() == pytest.approx(data.samples[:, 0])
+    assert samples["log_prob"].to_numpy() == pytest.approx(-0.5 * (data.samples ** 2).sum(axis=1))
+
+    models = run_query("SELECT version, parent_version, n_train FROM models ORDER BY version", url, data.name)
+    assert models["version"].tolist() == [1, 2]
+    assert math.isnan(models["parent_version"][0])
+    assert models["parent_version"][1] == 1
+
+    chains = run_query("SELECT model_version, n_walkers FROM chains", url, data.name)
+    assert chains["model_version"].tolist() == [2]
+    assert chains["n_walkers"].tolist() == [N_WALKERS]
+
+
+def test_campaign_views_hide_other_campaigns(db_url):
+    fill_campaign(db_url, "first")
+    fill_campaign(db_url, "second")
+    assert len(run_query("SELECT id FROM points", db_url, "first")) == len(GRID) + 3
+    assert len(run_query("SELECT id FROM points", db_url)) == 2 * (len(GRID) + 3)
+    assert run_query("SELECT count(*) AS n FROM models", db_url, "second")["n"][0] == 2
+
+
+def test_percent_in_like_pattern(filled):
+    url, data = filled
+    frame = run_query("SELECT count(*) AS n FROM points WHERE origin LIKE 'init%'", url, data.name)
+    assert frame["n"][0] == len(GRID)
+
+
+@pytest.mark.parametrize("sql", [
+    "DELETE FROM points",
+    "UPDATE points SET chi2 = 0",
+    "DROP TABLE points",
+    "INSERT INTO campaigns (name) VALUES ('x')",
+])
+def test_writes_rejected_unchanged(filled, sql):
+    url, data = filled
+    before = count_points(url)
+    for campaign in (None, data.name):
+        with pytest.raises(ConfigError, match="read-only"):
+            run_query(sql, url, campaign)
+    assert count_points(url) == before
+
+
+def test_write_on_base_table_rejected_by_database(filled):
+    url, data = filled
+    # With a campaign, "points" is a view; the qualified base table is still protected
+    # by the read-only connection or transaction, not by the view.
+    table = "main.points" if url.startswith("sqlite") else "points"
+    with pytest.raises(ConfigError, match="read-only"):
+        run_query(f"DELETE FROM {table}", url)
+    assert count_points(url) == data.n_points
+
+
+def test_second_statement_rejected(filled):
+    url, data = filled
+    for sql in ("SELECT 1; DROP TABLE points", "SELECT 1; COMMIT; DELETE FROM points"):
+        with pytest.raises(ConfigError, match="only one SQL statement"):
+            run_query(sql, url, data.name)
+    assert count_points(url) == data.n_points
+
+
+def test_semicolons_in_literals_allowed():
+    assert check_single_statement("SELECT ';' AS s; ") == "SELECT ';' AS s"
+    assert check_single_statement('SELECT 1 AS "a;b" -- trailing; comment\n;') == 'SELECT 1 AS "a;b" -- trailing; comment\n'
+    assert check_single_statement("SELECT 'it''s; fine'") == "SELECT 'it''s; fine'"
+    with pytest.raises(ConfigError, match="empty"):
+        check_single_statement("  ;  ")
+    with pytest.raises(ConfigError, match="only one"):
+        check_single_statement("SELECT 1; /* x */ SELECT 2")
+
+
+def test_unknown_column_lists_columns(filled):
+    url, data = filled
+    with pytest.raises(ConfigError) as info:
+        run_query("SELECT nope FROM points", url, data.name)
+    message = str(info.value)
+    assert "unknown column" in message
+    assert "nope" in message
+    assert "points: id, a, b, chi2" in message
+
+
+def test_syntax_error_message_short(filled):
+    url, data = filled
+    with pytest.raises(ConfigError) as info:
+        run_query("SELEC a FROM points", url, data.name)
+    message = str(info.value)
+    assert message.startswith("SQL syntax error:")
+    assert "SELEC" in message or "selec" in message.lower()
+    assert "\n" not in message
+
+
+def test_unknown_table_lists_relations(filled):
+    url, data = filled
+    with pytest.raises(ConfigError, match="unknown table.*points, samples, models, chains"):
+        run_query("SELECT * FROM nowhere", url, data.name)
+
+
+def test_unknown_campaign(filled):
+    url, _ = filled
+    with pytest.raises(NotFoundError, match="'nope' not found; existing campaigns: toy"):
+        run_query("SELECT 1", url, "nope")
+
+
+def test_empty_database_schema_error(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    with pytest.raises(SchemaError, match="no campaign schema"):
+        run_query("SELECT 1", url)
+    assert not (tmp_path / "empty.db").exists() or (tmp_path / "empty.db").stat().st_size == 0
+
+
+def test_cli_formats(filled, tmp_path):
+    url, data = filled
+    runner = CliRunner()
+    sql = "SELECT a, b, chi2 FROM points WHERE chi2 = 0"
+
+    table = runner.invoke(main, ["--db", url, "query", data.name, sql])
+    assert table.exit_code == 0, table.output
+    assert table.output.splitlines()[0].split() == ["a", "b", "chi2"]
+    assert "(1 row)" in table.output
+
+    as_json = runner.invoke(main, ["--db", url, "query", data.name, sql, "--format", "json"])
+    assert json.loads(as_json.output) == [{"a": 0.0, "b": 0.0, "chi2": 0.0}]
+
+    as_csv = runner.invoke(main, ["--db", url, "query", data.name, sql, "--format", "csv"])
+    assert as_csv.output.splitlines() == ["a,b,chi2", "0.0,0.0,0.0"]
+
+    path = tmp_path / "out.parquet"
+    written = runner.invoke(main, ["--db", url, "query", data.name, sql, "--format", "parquet", "-o", str(path)])
+    assert written.exit_code == 0, written.output
+    assert pd.read_parquet(path).to_dict("records") == [{"a": 0.0, "b": 0.0, "chi2": 0.0}]
+
+
+def test_cli_bad_input_exit_2(filled):
+    url, data = filled
+    runner = CliRunner()
+    cases = [
+        [data.name, "SELECT nope FROM points"],
+        [data.name, "DELETE FROM points"],
+        [data.name, "SELECT 1; DELETE FROM points"],
+        ["missing", "SELECT 1"],
+        [data.name, "SELECT a FROM points", "--format", "parquet"],
+    ]
+    for arguments in cases:
+        result = runner.invoke(main, ["--db", url, "query", *arguments])
+        assert result.exit_code == 2, (arguments, result.output)
+        assert "Traceback" not in result.output
+    assert count_points(url) == data.n_points
