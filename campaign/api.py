@@ -22,7 +22,7 @@ from campaign.store import Store, models
 from campaign.store.campaigns import find_campaign, insert_campaign, list_campaigns, spec_of, status_counts, best_chi2
 from campaign.store.points import PointArrays, load_points
 
-__all__ = ["Campaign", "create_campaign", "open_campaign", "campaigns"]
+__all__ = ["Campaign", "create_campaign", "open_campaign", "campaigns", "query"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,16 @@ class Campaign:
             if column not in skip:
                 frame[column] = [r[column] for r in rows]
         return frame.set_index("id")
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run one read-only SQL statement on this campaign's relations.
+
+        ``points``, ``samples``, ``models`` and ``chains`` show only this
+        campaign; see :func:`campaign.query.run_query`.
+        """
+        from campaign.query import run_query
+
+        return run_query(sql, self.store.url, campaign=self.name)
 
     def status_counts(self) -> dict[str, int]:
         with self.store.transaction() as session:
@@ -147,3 +157,10 @@ def campaigns(url: str | None = None) -> list[dict]:
     store = Store(url)
     with store.transaction() as session:
         return list_campaigns(session)
+
+
+def query(sql: str, url: str | None = None, campaign: str | None = None) -> pd.DataFrame:
+    """Run one read-only SQL statement; see :func:`campaign.query.run_query`."""
+    from campaign.query import run_query
+
+    return run_query(sql, url, campaign=campaign)
