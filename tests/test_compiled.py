@@ -1,0 +1,100 @@
+"""Compiled predictors agree with XGBoost and are cached by model hash."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import xgboost
+
+from campaign.surrogate.compiled import BoosterPredictor, flatten_booster, model_hash
+
+# float32 thresholds and leaf sums: XGBoost and the compiled code round differently.
+RTOL = 2e-5
+
+
+def _booster(objective: str, n_trees: int = 40, depth: int = 5, seed: int = 0) -> xgboost.Booster:
+    rng = np.random.default_rng(seed)
+    x = rng.random((2000, 4))
+    chi2 = 200.0 * ((x - 0.4) ** 2).sum(axis=1)
+    label = (chi2 < 10.0).astype(float) if objective == "binary:logistic" else chi2
+    params = {"objective": objective, "max_depth": depth, "eta": 0.1, "nthread": 1, "seed": seed}
+    return xgboost.train(params, xgboost.DMatrix(x, label=label), n_trees)
+
+
+def _assert_agrees(predictor: BoosterPredictor, booster: xgboost.Booster, rows: np.ndarray) -> None:
+    expected = booster.inplace_predict(rows, predict_type="margin")
+    actual = predictor.predict_margin(rows)
+    assert actual.shape == (len(rows),)
+    scale = np.max(np.abs(expected))
+    assert np.max(np.abs(actual - expected)) <= RTOL * scale
+
+
+@pytest.mark.parametrize("objective", ["reg:squarederror", "binary:logistic"])
+def test_numba_matches_xgboost(objective, tmp_path):
+    booster = _booster(objective)
+    predictor = BoosterPredictor(booster, "numba", cache=tmp_path)
+    assert predictor.backend == "numba"
+    rows = np.random.default_rng(1).random((200, 4))
+    _assert_agrees(predictor, booster, rows)
+
+
+def test_numba_handles_missing_values(tmp_path):
+    booster = _booster("reg:squarederror")
+    predictor = BoosterPredictor(booster, "numba", cache=tmp_path)
+    rows = np.random.default_rng(2).random((50, 4))
+    rows[::3, 1] = np.nan
+    _assert_agrees(predictor, booster, rows)
+
+
+def test_flatten_pads_shallow_trees():
+    booster = _booster("reg:squarederror", n_trees=5, depth=3)
+    forest = flatten_booster(booster)
+    assert forest.depth <= 3
+    assert forest.leaf.shape == (5, 2 ** forest.depth)
+    assert forest.threshold.dtype == np.float32
+
+
+def test_tl2cgen_matches_xgboost(tmp_path):
+    booster = _booster("reg:squarederror", n_trees=20, depth=4)
+    predictor = BoosterPredictor(booster, "tl2cgen", cache=tmp_path)
+    assert predictor.backend == "tl2cgen"
+    assert (tmp_path / f"{model_hash(booster)}.tl2cgen.so").exists()
+    _assert_agrees(predictor, booster, np.random.default_rng(3).random((64, 4)))
+
+
+def test_cache_is_reused(tmp_path):
+    booster = _booster("reg:squarederror")
+    BoosterPredictor(booster, "numba", cache=tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [f"{model_hash(booster)}.forest.npz"]
+    again = BoosterPredictor(booster, "numba", cache=tmp_path)
+    assert again.backend == "numba"
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
+
+
+def test_large_batches_use_xgboost(tmp_path):
+    booster = _booster("reg:squarederror")
+    predictor = BoosterPredictor(booster, "numba", cache=tmp_path, max_compiled_rows=10)
+    rows = np.random.default_rng(4).random((11, 4))
+    np.testing.assert_array_equal(predictor.predict_margin(rows), booster.inplace_predict(rows, predict_type="margin"))
+
+
+def test_missing_compiler_falls_back(tmp_path, monkeypatch, caplog):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    booster = _booster("reg:squarederror", n_trees=5)
+    with caplog.at_level(logging.WARNING, logger="campaign.surrogate.compiled"):
+        predictor = BoosterPredictor(booster, "tl2cgen", cache=tmp_path / "cache")
+    assert predictor.backend == "xgboost"
+    assert "predicting with XGBoost instead" in caplog.text
+    _assert_agrees(predictor, booster, np.random.default_rng(5).random((8, 4)))
+
+
+def test_unknown_backend_rejected():
+    from campaign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown compiled backend 'gpu'"):
+        BoosterPredictor(_booster("reg:squarederror", n_trees=2), "gpu")
