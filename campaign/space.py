@@ -19,16 +19,14 @@ from campaign.errors import ConfigError
 
 __all__ = ["Parameter", "ParameterSpace", "RESERVED_NAMES", "DESIGNS"]
 
-#: Column names of the ``points`` and ``samples`` relations; parameters may not
-#: use them, compared case-insensitively because SQL identifiers are.
+#: Column names of the per-campaign ``points_*`` and ``samples_*`` SQL views;
+#: parameters may not use them, compared case-insensitively as SQL does.
 RESERVED_NAMES = frozenset(
     {
-        "id", "campaign_id", "campaign", "key", "x", "params", "status", "origin",
-        "step", "chi2", "loglike", "log_prob", "outputs", "error", "attempts",
-        "likelihood_version", "seed", "worker", "lease_expires_at", "executor",
-        "host", "pid", "user", "created_at", "created_by", "started_at",
-        "finished_at", "evaluated_at", "eval_seconds", "chain_id", "walker",
-        "iteration", "version", "model_version", "role",
+        "id", "chi2", "status", "origin", "step", "attempts", "error", "outputs",
+        "likelihood_version", "seed", "executor", "host", "pid", "user",
+        "created_at", "created_by", "started_at", "evaluated_at", "eval_seconds",
+        "chain_id", "iteration", "walker", "log_prob",
     }
 )
 

@@ -116,20 +116,32 @@ def load_points(
 ) -> PointArrays:
     """Load points with the given statuses into arrays, ordered by id.
 
-    This is the training path: the parameter values come from the binary
-    column, so no per-value conversion happens in Python.
+    This is the training path. It reads through the driver's cursor (binary
+    transfer on PostgreSQL) and decodes the parameter blobs with one
+    ``numpy.frombuffer``, so no per-value conversion happens in Python.
     """
-    table = models.Point.__table__
-    query = (
-        sa.select(table.c.id, table.c.x, sa.type_coerce(table.c.chi2, sa.Double()))
-        .where(table.c.campaign_id == campaign_id, table.c.status.in_(list(statuses)))
-        .order_by(table.c.id)
+    if isinstance(connection, Session):
+        connection = connection.connection()
+    dbapi_connection = connection.connection.dbapi_connection
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    sql = (
+        f"SELECT id, x, chi2 FROM points WHERE campaign_id = {mark} "
+        f"AND status IN ({', '.join([mark] * len(statuses))}) ORDER BY id"
     )
-    rows = connection.execute(query).all()
+    if connection.dialect.name == "postgresql":
+        cursor = dbapi_connection.cursor(binary=True)
+    else:
+        cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(sql, (campaign_id, *statuses))
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
     if not rows:
         return PointArrays(np.empty(0, dtype=np.int64), np.empty((0, dim)), np.empty(0))
     ids, xs, chi2 = zip(*rows)
     x = np.frombuffer(b"".join(xs), dtype="<f8").reshape(len(rows), dim)
-    # SQLite returns NaN as the text 'NaN' and unevaluated chi2 as None.
-    chi2_values = np.array([np.nan if v is None else float(v) for v in chi2], dtype=float)
+    # SQLite returns NaN as the text 'NaN' and an unevaluated chi2 as None;
+    # numpy converts both to NaN.
+    chi2_values = np.array(chi2, dtype=float)
     return PointArrays(np.asarray(ids, dtype=np.int64), x.copy(), chi2_values)

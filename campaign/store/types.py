@@ -37,6 +37,12 @@ class ExactFloat(TypeDecorator):
             return "NaN"
         return value
 
+    def bind_processor(self, dialect):
+        if dialect.name == "sqlite":
+            # SQLite's own DOUBLE processor would turn the text 'NaN' back into a float.
+            return lambda value: self.process_bind_param(value, dialect)
+        return super().bind_processor(dialect)
+
     def process_result_value(self, value, dialect):
         if value is None:
             return None
