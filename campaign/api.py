@@ -99,6 +99,29 @@ class Campaign:
         with self.store.transaction() as session:
             return status_counts(session, self.id)
 
+    def model(self, version: int | None = None):
+        """Load a trained surrogate (:class:`campaign.surrogate.SurrogateModel`); the newest when ``version`` is None.
+
+        Raises:
+            NotFoundError: No such model version; the message lists the existing ones.
+        """
+        from campaign.surrogate.registry import load_model
+
+        with self.store.transaction() as session:
+            return load_model(session, self.id, self.space, version)[1]
+
+    def step(self, **options):
+        """Run one active-learning step; see :func:`campaign.scheduler.run_step` for the options."""
+        from campaign.scheduler import run_step
+
+        return run_step(self, **options)
+
+    def run(self, **options):
+        """Repeat active-learning steps; see :func:`campaign.scheduler.run_steps` for the options."""
+        from campaign.scheduler import run_steps
+
+        return run_steps(self, **options)
+
     def describe(self) -> dict[str, Any]:
         """Collect what ``campaign show`` prints: definition, counts and best chi2."""
         with self.store.transaction() as session:

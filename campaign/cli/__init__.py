@@ -67,3 +67,4 @@ def main(ctx: click.Context, db_url: str | None, verbose: int, debug: bool) -> N
 # Each module registers its commands on ``main``.
 from campaign.cli import store_commands  # noqa: E402,F401
 from campaign.cli import share_commands  # noqa: E402,F401
+from campaign.cli import step_commands  # noqa: E402,F401

@@ -159,6 +159,10 @@ def show(obj, name):
     click.echo(f"Best chi2: {format_value(best) if best is not None and math.isfinite(best) else 'none yet'}")
     click.echo(f"SQL views: {', '.join(info['views'])}")
 
+    from campaign.cli.step_commands import echo_steps_and_models
+
+    echo_steps_and_models(api.open_campaign(name, obj["db"]))
+
 
 def _prior_text(prior: dict) -> str:
     kind, args = next(iter(prior.items()))

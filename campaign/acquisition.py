@@ -1,0 +1,322 @@
+"""Candidate generation and batch selection for active learning.
+
+A step scores candidate points with the surrogate and picks a batch that is
+promising, uncertain and spread out. Three strategies are offered:
+
+``committee``
+    Mean and spread of a committee of boosted regressors, joined with the
+    classifier's penalty into a lower confidence bound (LCB); the batch is
+    filled by greedy max-min distance among the best-scored candidates.
+``gp``
+    A Gaussian process on the lowest evaluated points (the neighbourhood of
+    the low region), expected improvement (EI) weighted by the classifier's
+    probability of "low", and a constant liar: each chosen point is added to
+    the GP data with chi2 = chi2_min before the next one is chosen.
+``random``
+    Space-filling points only, the baseline of the benchmarks.
+
+Every batch keeps a share of space-filling exploration points, chosen far
+from all evaluated points, so that a missed mode can still be found.
+Everything happens in unit-cube coordinates (``space.to_unit``).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.spatial.distance import cdist
+from scipy.stats import norm, qmc
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from sklearn.linear_model import LinearRegression
+from sklearn.preprocessing import PolynomialFeatures
+
+from campaign.config import ACQUISITIONS
+from campaign.errors import ConfigError
+from campaign.space import ParameterSpace
+from campaign.surrogate.model import SurrogateModel, combine_chi2
+
+__all__ = ["Batch", "propose_batch", "draw_candidates", "refine_minimum", "select_exploration", "exploration_count"]
+
+logger = logging.getLogger(__name__)
+
+#: Weight of the committee's standard deviation in the lower confidence bound.
+LCB_KAPPA = 2.0
+#: The committee's batch is spread over the POOL_FACTOR * batch best candidates.
+POOL_FACTOR = 8
+#: The GP is fitted on at most this many of the lowest evaluated points.
+GP_MAX_POINTS = 256
+#: The refining quadratic is fitted on this many points per coefficient.
+QUADRATIC_POINT_FACTOR = 2
+#: Constant-liar rounds rescore the GP_SHORTLIST_FACTOR * batch candidates of highest EI.
+GP_SHORTLIST_FACTOR = 16
+#: Local candidates are Gaussian draws around low points, with these
+#: fractions of the low region's spread per axis as standard deviations.
+LOCAL_SCALES = (1.0, 0.3, 0.1, 0.03)
+#: Spread per axis, in unit-cube coordinates, when the low region has one point.
+DEFAULT_LOCAL_SPREAD = 0.05
+#: Best points that are always among the centres of local candidates.
+BEST_CENTRES = 8
+
+
+@dataclass
+class Batch:
+    """A proposed batch.
+
+    Attributes:
+        x: Physical values, shape (n, dim).
+        origins: ``"acquisition"`` or ``"exploration"`` per row.
+        statistics: Numbers that describe the selection, stored with the step.
+    """
+
+    x: np.ndarray
+    origins: list[str]
+    statistics: dict = field(default_factory=dict)
+
+
+def exploration_count(batch_size: int, exploration_fraction: float) -> int:
+    """Return how many points of a batch are space-filling: the rounded share, at least 1 if the share is positive."""
+    count = int(round(batch_size * exploration_fraction))
+    if exploration_fraction > 0:
+        count = max(count, 1)
+    return min(count, batch_size)
+
+
+def propose_batch(
+    space: ParameterSpace,
+    model: SurrogateModel | None,
+    evaluated_x: np.ndarray,
+    evaluated_chi2: np.ndarray,
+    *,
+    strategy: str,
+    batch_size: int,
+    exploration_fraction: float,
+    n_candidates: int,
+    rng: np.random.Generator,
+) -> Batch:
+    """Propose the next batch of points to evaluate.
+
+    Args:
+        space: The campaign's parameter space.
+        model: The current surrogate; only ``strategy="random"`` works without one.
+        evaluated_x: Physical values of evaluated points, shape (m, dim).
+        evaluated_chi2: Their chi2, shape (m,); NaN and inf allowed.
+        strategy: ``"committee"``, ``"gp"`` or ``"random"``.
+        batch_size: Points to propose.
+        exploration_fraction: Share of space-filling points in the batch.
+        n_candidates: Candidates scored by the strategy.
+        rng: Source of all randomness of the proposal.
+
+    Returns:
+        A :class:`Batch` of ``batch_size`` points inside the box.
+    """
+    if strategy not in ACQUISITIONS:
+        raise ConfigError(f"unknown acquisition strategy {strategy!r}; choose one of {', '.join(ACQUISITIONS)}")
+    if strategy != "random" and model is None:
+        raise ValueError(f"the {strategy} strategy needs a trained surrogate")
+
+    evaluated_u = space.to_unit(np.atleast_2d(evaluated_x)).reshape(-1, space.dim)
+    evaluated_chi2 = np.asarray(evaluated_chi2, dtype=float)
+    n_explore = batch_size if strategy == "random" else exploration_count(batch_size, exploration_fraction)
+    n_acquire = batch_size - n_explore
+
+    statistics: dict = {"strategy": strategy, "n_acquisition": n_acquire, "n_exploration": n_explore}
+    chosen = np.empty((0, space.dim))
+    if n_acquire:
+        candidates = draw_candidates(evaluated_u, evaluated_chi2, model.delta_chi2, n_candidates, rng)
+        statistics["n_candidates"] = len(candidates)
+        refined = refine_minimum(evaluated_u, evaluated_chi2)
+        n_select = n_acquire - (refined is not None)
+        if strategy == "committee":
+            chosen, details = _select_committee(model, space, candidates, n_select)
+        else:
+            chosen, details = _select_gp(model, space, candidates, evaluated_u, evaluated_chi2, n_select, rng)
+        if refined is not None:
+            chosen = np.vstack([refined[None, :], chosen])
+        statistics.update(details, refinement=refined is not None)
+
+    exploration = select_exploration(np.vstack([evaluated_u, chosen]), n_explore, rng)
+    unit = np.clip(np.vstack([chosen, exploration]), 0.0, 1.0)
+    statistics["min_distance"] = _min_pairwise_distance(unit)
+    x = np.clip(space.from_unit(unit), space.low, space.high)
+    return Batch(x=x, origins=["acquisition"] * len(chosen) + ["exploration"] * len(exploration), statistics=statistics)
+
+
+def draw_candidates(
+    evaluated_u: np.ndarray, evaluated_chi2: np.ndarray, delta_chi2: float, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Draw candidates in the unit cube: half scrambled Sobol, half Gaussian draws around low points.
+
+    The centres of the local draws are the best points and the points of
+    the low region. Their spread per axis is the low region's standard
+    deviation times one of :data:`LOCAL_SCALES`, so candidates cover the
+    region and refine its minimum.
+
+    Returns:
+        Unit-cube coordinates, shape (n, dim).
+    """
+    dim = evaluated_u.shape[1]
+    n_global = n // 2
+    global_draws = qmc.Sobol(dim, scramble=True, seed=rng).random(n_global)
+
+    finite = np.isfinite(evaluated_chi2)
+    if not finite.any():
+        return np.vstack([global_draws, rng.random((n - n_global, dim))])
+    order = np.argsort(np.where(finite, evaluated_chi2, np.inf), kind="stable")
+    chi2_min = evaluated_chi2[order[0]]
+    with np.errstate(invalid="ignore"):
+        low = np.flatnonzero(finite & (evaluated_chi2 < chi2_min + delta_chi2))
+    centres = np.unique(np.concatenate([order[:BEST_CENTRES], low]))
+    spread = evaluated_u[low].std(axis=0) if len(low) > 1 else np.full(dim, DEFAULT_LOCAL_SPREAD)
+    spread = np.clip(spread, 1e-3, 0.5)
+
+    n_local = n - n_global
+    picks = centres[rng.integers(0, len(centres), size=n_local)]
+    scales = rng.choice(LOCAL_SCALES, size=(n_local, 1))
+    local = evaluated_u[picks] + rng.standard_normal((n_local, dim)) * spread * scales
+    return np.vstack([global_draws, np.clip(local, 0.0, 1.0)])
+
+
+def refine_minimum(evaluated_u: np.ndarray, evaluated_chi2: np.ndarray) -> np.ndarray | None:
+    """Return the minimum of a quadratic fitted to the lowest points, or None with too few points.
+
+    Boosted trees are piecewise constant, so they cannot place the minimum
+    more precisely than their leaves. A least-squares quadratic through the
+    QUADRATIC_POINT_FACTOR * (number of coefficients) lowest finite points,
+    minimized inside the box that those points span, gives one point of
+    each batch that refines the best minimum, as a trust-region step would.
+
+    Returns:
+        Unit-cube coordinates, shape (dim,), or None.
+    """
+    dim = evaluated_u.shape[1]
+    n_coefficients = (dim + 1) * (dim + 2) // 2
+    finite = np.flatnonzero(np.isfinite(evaluated_chi2))
+    if len(finite) < QUADRATIC_POINT_FACTOR * n_coefficients:
+        return None
+    lowest = finite[np.argsort(evaluated_chi2[finite], kind="stable")[: QUADRATIC_POINT_FACTOR * n_coefficients]]
+    centre = evaluated_u[lowest[0]]
+    offsets = evaluated_u[lowest] - centre
+    scale = np.maximum(np.abs(offsets).max(axis=0), 1e-9)
+    design = PolynomialFeatures(degree=2).fit(offsets / scale)
+    fitted = LinearRegression().fit(design.transform(offsets / scale), evaluated_chi2[lowest])
+
+    def quadratic(z: np.ndarray) -> float:
+        return float(fitted.predict(design.transform(z[None, :]))[0])
+
+    low = offsets.min(axis=0) / scale
+    high = offsets.max(axis=0) / scale
+    result = minimize(quadratic, np.zeros(dim), method="L-BFGS-B", bounds=list(zip(low, high)))
+    return np.clip(centre + result.x * scale, 0.0, 1.0)
+
+
+def select_exploration(existing_u: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Choose ``n`` space-filling points far from ``existing_u`` by greedy max-min distance over Sobol draws.
+
+    Returns:
+        Unit-cube coordinates, shape (n, dim).
+    """
+    dim = existing_u.shape[1]
+    if n == 0:
+        return np.empty((0, dim))
+    pool = qmc.Sobol(dim, scramble=True, seed=rng).random(max(64 * n, 256))
+    nearest = cdist(pool, existing_u).min(axis=1) if len(existing_u) else np.full(len(pool), np.inf)
+    chosen = []
+    for _ in range(n):
+        index = int(np.argmax(nearest))
+        chosen.append(index)
+        nearest = np.minimum(nearest, cdist(pool, pool[index : index + 1])[:, 0])
+    return pool[chosen]
+
+
+def _select_committee(model: SurrogateModel, space: ParameterSpace, candidates: np.ndarray, n: int) -> tuple[np.ndarray, dict]:
+    """Pick ``n`` candidates by lower confidence bound and max-min diversity."""
+    x = space.from_unit(candidates)
+    mean, spread = model.committee_chi2(x)
+    margin = model.classifier_margin(x)
+    score = combine_chi2(mean, margin, model.delta_chi2) - LCB_KAPPA * spread
+
+    pool = np.argsort(score, kind="stable")[: max(POOL_FACTOR * n, n)]
+    chosen = [pool[0]]
+    nearest = cdist(candidates[pool], candidates[pool[:1]])[:, 0]
+    while len(chosen) < min(n, len(pool)):
+        # Ties in distance go to the better score, because the pool is sorted by score.
+        position = int(np.argmax(nearest))
+        chosen.append(pool[position])
+        nearest = np.minimum(nearest, cdist(candidates[pool], candidates[pool[position] : pool[position] + 1])[:, 0])
+    chosen = np.asarray(chosen)
+    details = {
+        "lcb_min": float(score[chosen].min()),
+        "lcb_max": float(score[chosen].max()),
+        "committee_std_mean": float(spread[chosen].mean()),
+        "predicted_chi2_min": float(mean[chosen].min()),
+    }
+    return candidates[chosen], details
+
+
+def _select_gp(
+    model: SurrogateModel, space: ParameterSpace, candidates: np.ndarray, evaluated_u: np.ndarray,
+    evaluated_chi2: np.ndarray, n: int, rng: np.random.Generator,
+) -> tuple[np.ndarray, dict]:
+    """Pick ``n`` candidates by expected improvement with a constant liar."""
+    finite = np.flatnonzero(np.isfinite(evaluated_chi2))
+    nearest = finite[np.argsort(evaluated_chi2[finite], kind="stable")[:GP_MAX_POINTS]]
+    train_u, train_chi2 = evaluated_u[nearest], evaluated_chi2[nearest]
+    best = float(train_chi2.min())
+
+    dim = space.dim
+    kernel = ConstantKernel(1.0) * Matern(length_scale=np.full(dim, 0.2), length_scale_bounds=(1e-3, 10.0), nu=2.5) \
+        + WhiteKernel(1e-4, noise_level_bounds=(1e-8, 1e-1))
+    gp = GaussianProcessRegressor(kernel, normalize_y=True, random_state=int(rng.integers(2**31)))
+    with warnings.catch_warnings():
+        # A length scale at its bound is common on a few points and is not an error.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gp.fit(train_u, train_chi2)
+    fitted_kernel = gp.kernel_
+    low_probability = model.low_probability(space.from_unit(candidates))
+
+    # Predicting all candidates in every constant-liar round costs
+    # O(n_candidates * n_points^2); the rounds only rescore the best ones.
+    mean, std = gp.predict(candidates, return_std=True)
+    score = _expected_improvement(mean, std, best) * low_probability
+    shortlist = np.argsort(-score, kind="stable")[: max(GP_SHORTLIST_FACTOR * n, n)]
+    candidates, low_probability = candidates[shortlist], low_probability[shortlist]
+
+    chosen: list[int] = []
+    first_ei = float(score[shortlist[0]])
+    available = np.ones(len(candidates), dtype=bool)
+    for _ in range(n):
+        mean, std = gp.predict(candidates, return_std=True)
+        score = np.where(available, _expected_improvement(mean, std, best) * low_probability, -np.inf)
+        index = int(np.argmax(score))
+        chosen.append(index)
+        available[index] = False
+        # Constant liar: pretend the chosen point returned the best chi2 so far,
+        # which lowers the GP's uncertainty around it without moving its minimum.
+        train_u = np.vstack([train_u, candidates[index]])
+        train_chi2 = np.append(train_chi2, best)
+        gp = GaussianProcessRegressor(fitted_kernel, normalize_y=True, optimizer=None).fit(train_u, train_chi2)
+
+    details = {"ei_max": first_ei, "gp_points": len(nearest), "gp_kernel": str(fitted_kernel)}
+    return candidates[chosen], details
+
+
+def _expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+    """Expected improvement below ``best`` for a Gaussian prediction (minimization)."""
+    std = np.maximum(std, 1e-12)
+    improvement = best - mean
+    z = improvement / std
+    return improvement * norm.cdf(z) + std * norm.pdf(z)
+
+
+def _min_pairwise_distance(unit: np.ndarray) -> float | None:
+    if len(unit) < 2:
+        return None
+    distances = cdist(unit, unit)
+    np.fill_diagonal(distances, np.inf)
+    return float(distances.min())
