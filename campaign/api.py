@@ -17,6 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from campaign.config import CampaignSpec
+from campaign.errors import ConfigError
 from campaign.likelihood import check_likelihood
 from campaign.store import Store, models
 from campaign.store.campaigns import find_campaign, insert_campaign, list_campaigns, spec_of, status_counts, best_chi2
@@ -140,6 +141,69 @@ class Campaign:
                 "best_chi2": best_chi2(session, self.id),
                 "views": [f"points_{row.view_suffix}", f"samples_{row.view_suffix}"],
             }
+
+    def compile(self, version: int | None = None, backend: str = "numba") -> dict:
+        """Compile the regressor and classifier of a model version (newest when None) into the local cache."""
+        from campaign.surrogate.compiled import compile_surrogate
+        from campaign.surrogate.registry import load_model
+
+        with self.store.transaction() as session:
+            version_row, model = load_model(session, self.id, self.space, version)
+        surrogate = compile_surrogate(model, backend, threads=self.settings.threads)
+        return {
+            "model_version": version_row.version,
+            "backend": surrogate.backend,
+            "seconds": surrogate.regressor.compile_seconds + surrogate.classifier.compile_seconds,
+            "hashes": {"regressor": surrogate.regressor.hash, "classifier": surrogate.classifier.hash},
+        }
+
+    def sample(self, **options) -> dict:
+        """Sample the surrogate posterior; see :func:`campaign.sampling.sample_campaign` for the options."""
+        from campaign.sampling import sample_campaign
+
+        return sample_campaign(self, **options)
+
+    def chain(self, chain_id: int | None = None, as_inference_data: bool = False):
+        """Return a chain's stored samples (the latest chain when None).
+
+        Returns:
+            A DataFrame with columns iteration, walker, one per parameter, and
+            log_prob; or an ``arviz.InferenceData`` (walkers as chains) when
+            ``as_inference_data`` is set.
+        """
+        from campaign.store.chains import find_chain, load_samples
+
+        with self.store.transaction() as session:
+            chain_row = find_chain(session, self.id, chain_id)
+            iteration, walker, x, log_prob = load_samples(session, chain_row.id, self.space.dim)
+        frame = pd.DataFrame(x, columns=list(self.space.names))
+        frame.insert(0, "walker", walker)
+        frame.insert(0, "iteration", iteration)
+        frame["log_prob"] = log_prob
+        if not as_inference_data:
+            return frame
+        try:
+            import arviz
+        except ImportError:
+            raise ConfigError("as_inference_data needs arviz, which is not installed; run `pip install arviz`") from None
+        n_walkers = chain_row.n_walkers
+        posterior = {
+            name: frame[name].to_numpy().reshape(-1, n_walkers).T for name in self.space.names
+        }
+        return arviz.from_dict(posterior=posterior,
+                               sample_stats={"lp": log_prob.reshape(-1, n_walkers).T})
+
+    def validate(self, n: int = 50, **options) -> dict:
+        """Evaluate the true likelihood at posterior samples and the best fit; see :func:`campaign.validation.validate_campaign`."""
+        from campaign.validation import validate_campaign
+
+        return validate_campaign(self, n, **options)
+
+    def explain(self, version: int | None = None, plots: str | None = None) -> dict:
+        """Summarize SHAP values of a model version; see :func:`campaign.explain.explain_campaign`."""
+        from campaign.explain import explain_campaign
+
+        return explain_campaign(self, version, plots)
 
 
 def create_campaign(spec: CampaignSpec, url: str | None = None, *, check: bool = True) -> Campaign:

@@ -68,3 +68,4 @@ def main(ctx: click.Context, db_url: str | None, verbose: int, debug: bool) -> N
 from campaign.cli import store_commands  # noqa: E402,F401
 from campaign.cli import share_commands  # noqa: E402,F401
 from campaign.cli import step_commands  # noqa: E402,F401
+from campaign.cli import posterior_commands  # noqa: E402,F401

@@ -163,6 +163,10 @@ def show(obj, name):
 
     echo_steps_and_models(api.open_campaign(name, obj["db"]))
 
+    from campaign.cli.posterior_commands import echo_posterior_results
+
+    echo_posterior_results(api.open_campaign(name, obj["db"]))
+
 
 def _prior_text(prior: dict) -> str:
     kind, args = next(iter(prior.items()))

@@ -1,0 +1,130 @@
+"""Commands on a fitted surrogate: compile, sample, validate, explain."""
+
+from __future__ import annotations
+
+import click
+
+from campaign import api
+from campaign.cli import main
+from campaign.cli.format import format_table, format_value
+from campaign.surrogate.compiled import BACKENDS
+
+BACKEND_HELP = "Predictor of the surrogate: numba (flat trees), tl2cgen (shared library) or xgboost (no compilation)."
+
+
+@main.command("compile")
+@click.argument("name")
+@click.option("--version", type=int, help="Model version number. Default: the newest.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="numba", show_default=True, help=BACKEND_HELP)
+@click.pass_obj
+def compile_command(obj, name, version, backend):
+    """Compile a model version's regressor and classifier into the local cache."""
+    result = api.open_campaign(name, obj["db"]).compile(version, backend)
+    click.echo(f"Model version {result['model_version']}: {result['backend']} predictor, "
+               f"compiled in {result['seconds']:.2f} s (0 when cached).")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--walkers", type=int, help="Number of walkers (even, at least 2 per parameter). Default: max(32, 4 per parameter).")
+@click.option("--max-steps", type=int, default=20000, show_default=True, help="Maximum steps per walker.")
+@click.option("--seed", type=int, help="Seed of the chain. Default: the campaign's seed.")
+@click.option("--check-every", type=int, default=500, show_default=True,
+              help="Steps between convergence checks and checkpoints.")
+@click.option("--version", type=int, help="Model version number. Default: the newest.")
+@click.option("--resume", type=int, metavar="CHAIN_ID", help="Continue an interrupted or unconverged chain.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="numba", show_default=True, help=BACKEND_HELP)
+@click.option("--no-profiles", is_flag=True, help="Skip the best fit and the profile likelihoods.")
+@click.pass_obj
+def sample(obj, name, walkers, max_steps, seed, check_every, version, resume, backend, no_profiles):
+    """Sample the surrogate posterior with emcee and store chain and summaries."""
+    fit = api.open_campaign(name, obj["db"])
+    result = fit.sample(walkers=walkers, max_steps=max_steps, seed=seed, check_every=check_every,
+                        version=version, resume=resume, backend=backend, profiles=not no_profiles)
+    state = "converged" if result["converged"] else "NOT converged (resume with a larger --max-steps)"
+    click.echo(f"Chain {result['chain_id']}: {result['n_walkers']} walkers x {result['n_steps']} steps, {state}, "
+               f"acceptance {result['acceptance_fraction']:.3f}, {result['n_samples']} samples stored "
+               f"(burn-in {result['burn_in']}, thin {result['thin']}) in {result['seconds']:.1f} s")
+    click.echo(format_table(
+        ["parameter", "tau", "mean", "std", "median", "68% low", "68% high", "95% low", "95% high"],
+        [[row["parameter"], result["tau"][row["parameter"]], row["mean"], row["std"], row["median"],
+          row["q16"], row["q84"], row["q02_5"], row["q97_5"]] for row in result["summaries"]],
+    ))
+    if result["best_fit"]:
+        click.echo(f"Best fit: chi2 {format_value(result['best_fit']['chi2'])} at "
+                   + ", ".join(f"{k}={format_value(v)}" for k, v in result["best_fit"]["params"].items()))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--n", "n", type=int, default=50, show_default=True, help="Posterior samples to evaluate with the true likelihood.")
+@click.option("--chain", "chain_id", type=int, help="Chain id. Default: the latest chain.")
+@click.option("--workers", type=int, help="Evaluation processes. Default: the number of cores.")
+@click.pass_obj
+def validate(obj, name, n, chain_id, workers):
+    """Evaluate the true likelihood at posterior samples and the best fit, and report residuals."""
+    result = api.open_campaign(name, obj["db"]).validate(n, chain_id=chain_id, workers=workers)
+    stats = result["statistics"]
+    click.echo(f"Validation {result['validation_id']} of chain {result['chain_id']} "
+               f"(model version {result['model_version']}): {stats['n_finite']} of {stats['n']} points finite")
+    click.echo(format_table(["residual (true - surrogate chi2)", "value"],
+                            [[key, stats.get(key)] for key in ("mean", "std", "rms", "median_abs", "max_abs",
+                                                               "best_fit_residual")]))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--version", type=int, help="Model version number. Default: the newest.")
+@click.option("--plots", type=click.Path(file_okay=False), help="Directory for PNG plots (created if missing).")
+@click.pass_obj
+def explain(obj, name, version, plots):
+    """Compute SHAP values of the regressor on the low-region points."""
+    result = api.open_campaign(name, obj["db"]).explain(version, plots)
+    click.echo(f"SHAP of model version {result['model_version']} on {result['n_points']} points "
+               f"in {result['seconds']:.2f} s; base value {format_value(result['base_value'])}")
+    shap = sorted(result["mean_abs_shap"].items(), key=lambda item: -item[1])
+    click.echo(format_table(["parameter", "mean |SHAP|"], shap))
+    pairs = sorted(result["mean_abs_interaction"].items(), key=lambda item: -item[1])[:10]
+    if pairs:
+        click.echo(format_table(["pair", "mean |interaction|"], pairs))
+    for path in result["plots"]:
+        click.echo(f"Wrote {path}")
+
+
+def echo_posterior_results(fit) -> None:
+    """Print the latest chain, its posterior table, best fit, profile intervals and the latest validation."""
+    from campaign.store.chains import latest_results
+
+    with fit.store.transaction() as session:
+        results = latest_results(session, fit.id)
+    chain = results["chain"]
+    if chain is None:
+        click.echo("\nChains: none yet; run `campaign sample NAME`")
+        return
+    tau = ", ".join(f"{v:.1f}" for v in chain["tau"] or [])
+    click.echo(f"\nLatest chain {chain['id']} ({chain['status']}, model version {format_value(chain['model_version'])}): "
+               f"{chain['n_walkers']} walkers x {chain['n_steps']} steps, "
+               f"acceptance {format_value(chain['acceptance_fraction'])}, tau [{tau}], "
+               f"{'converged' if chain['converged'] else 'not converged'}")
+    if results["posterior"]:
+        click.echo(format_table(
+            ["parameter", "mean", "std", "median", "68% low", "68% high", "95% low", "95% high"],
+            [[r["parameter"], r["mean"], r["std"], r["median"], r["q16"], r["q84"], r["q02_5"], r["q97_5"]]
+             for r in results["posterior"]],
+        ))
+    best = results["best_fit"]
+    if best is not None:
+        click.echo(f"Best fit (surrogate): chi2 {format_value(best['chi2'])} at "
+                   + ", ".join(f"{k}={format_value(v)}" for k, v in best["params"].items()))
+    if results["profiles"]:
+        click.echo("Profile likelihood intervals (delta chi2 = 1 and 3.84; - where the grid ends first):")
+        click.echo(format_table(
+            ["parameter", "68% low", "68% high", "95% low", "95% high"],
+            [[r["parameter"], r["low_68"], r["high_68"], r["low_95"], r["high_95"]] for r in results["profiles"]],
+        ))
+    validation = results["validation"]
+    if validation is not None:
+        click.echo(f"Latest validation {validation['id']} (chain {format_value(validation['chain_id'])}): "
+                   f"residual true - surrogate chi2: mean {format_value(validation['mean'])}, "
+                   f"rms {format_value(validation['rms'])}, max |.| {format_value(validation['max_abs'])} "
+                   f"over {validation['n_finite']} points")

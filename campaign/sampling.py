@@ -1,0 +1,210 @@
+"""Sampling a campaign's surrogate posterior and storing chain, summaries, best fit and profiles.
+
+:func:`sample_campaign` compiles the surrogate of a model version, starts
+emcee's walkers at the best evaluated points, stores a checkpoint of the
+chain after every block of steps (so an interrupted run can be resumed),
+and at the end writes in one transaction: the samples after burn-in and
+thinning, the posterior summaries, the best-fit point and the 1-D profile
+likelihoods of that model version.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+import numpy as np
+
+from campaign.errors import ConflictError, ConfigError
+from campaign.posterior import (
+    ChainRun, SamplerOptions, burn_in_and_thin, initial_walkers, log_probability, run_sampler, summarize,
+)
+from campaign.profile import find_best_fit, profile_grid, profile_likelihood
+from campaign.store import models
+from campaign.store.campaigns import current_user
+from campaign.store.chains import (
+    find_chain, insert_samples, replace_best_fit, replace_posterior_summaries, replace_profiles,
+)
+
+__all__ = ["sample_campaign", "default_walkers", "BEST_FIT_STARTS"]
+
+logger = logging.getLogger(__name__)
+
+#: Best evaluated points used as starts of the best-fit minimization.
+BEST_FIT_STARTS = 5
+
+
+def default_walkers(dim: int) -> int:
+    """Return the default ensemble size: 4 walkers per parameter, at least 32."""
+    return max(32, 4 * dim)
+
+
+def sample_campaign(
+    fit,
+    *,
+    walkers: int | None = None,
+    max_steps: int = 20000,
+    seed: int | None = None,
+    check_every: int = 500,
+    version: int | None = None,
+    resume: int | None = None,
+    backend: str = "numba",
+    profiles: bool = True,
+) -> dict:
+    """Sample the surrogate posterior of a campaign and store the results.
+
+    Args:
+        fit: An open :class:`campaign.api.Campaign`.
+        walkers: Ensemble size; :func:`default_walkers` when None.
+        max_steps: Upper limit of steps per walker.
+        seed: Seed of the chain; the campaign's seed when None.
+        check_every: Steps between convergence checks and checkpoints.
+        version: Model version number; the newest when None.
+        resume: Id of an interrupted or unconverged chain to continue; its
+            walkers, seed and model version are kept, ``max_steps`` may grow.
+        backend: Compiled predictor, see :mod:`campaign.surrogate.compiled`.
+        profiles: Also compute best fit and profile likelihoods.
+
+    Returns:
+        A summary: chain id, steps, acceptance fraction, tau, converged,
+        number of stored samples, best fit and profile intervals.
+    """
+    from campaign.surrogate.compiled import compile_surrogate
+    from campaign.surrogate.registry import load_model
+
+    space = fit.space
+    with fit.store.transaction() as session:
+        if resume is not None:
+            chain_row, previous, options = _resumable_chain(session, fit.id, resume, max_steps)
+            version_row = session.get(models.ModelVersion, chain_row.model_version_id)
+            if version_row is None:
+                raise ConflictError(f"the model version of chain {resume} was deleted; start a new chain")
+            version = version_row.version
+        version_row, model = load_model(session, fit.id, space, version)
+    surrogate = compile_surrogate(model, backend, threads=fit.settings.threads)
+    log_prob = log_probability(surrogate.chi2, space)
+    points = fit.arrays()
+
+    if resume is None:
+        options = SamplerOptions(
+            n_walkers=walkers or default_walkers(space.dim), max_steps=max_steps,
+            seed=fit.settings.seed if seed is None else seed, check_every=check_every,
+        )
+        options.check(space.dim)
+        start = initial_walkers(space, points.x, points.chi2, options.n_walkers, options.seed)
+        chain_id = _insert_chain(fit, version_row.id, options, surrogate.backend)
+        previous = None
+    else:
+        chain_id, start = resume, None
+    logger.info("sampling chain %d of campaign %s with model version %d (%s predictor)",
+                chain_id, fit.name, version_row.version, surrogate.backend)
+
+    try:
+        run = run_sampler(log_prob, start, options, previous=previous,
+                          checkpoint=lambda current: _store_checkpoint(fit, chain_id, current))
+    except KeyboardInterrupt:
+        _mark_chain(fit, chain_id, "interrupted")
+        logger.warning("chain %d interrupted; resume it with --resume %d", chain_id, chain_id)
+        raise
+    return _finish(fit, chain_id, version_row.id, run, surrogate.chi2, points, profiles)
+
+
+def _resumable_chain(session, campaign_id: int, chain_id: int, max_steps: int):
+    row = find_chain(session, campaign_id, chain_id)
+    if row.converged:
+        raise ConflictError(f"chain {chain_id} has converged already; nothing to resume")
+    if row.state is None:
+        raise ConflictError(f"chain {chain_id} stored no checkpoint before it stopped; start a new chain")
+    previous = ChainRun.from_bytes(row.state)
+    settings = row.settings
+    if max_steps <= previous.n_steps:
+        raise ConfigError(
+            f"max_steps: chain {chain_id} has {previous.n_steps} steps already; give a larger --max-steps"
+        )
+    options = SamplerOptions(
+        n_walkers=row.n_walkers, max_steps=max_steps, seed=row.seed, check_every=settings["check_every"],
+        tau_factor=settings["tau_factor"], tau_tolerance=settings["tau_tolerance"],
+    )
+    return row, previous, options
+
+
+def _insert_chain(fit, model_version_id: int, options: SamplerOptions, backend: str) -> int:
+    with fit.store.transaction() as session:
+        row = models.Chain(
+            campaign_id=fit.id, model_version_id=model_version_id, status="running",
+            settings={**options.to_dict(), "predictor": backend}, seed=options.seed,
+            n_walkers=options.n_walkers, n_steps=0, created_by=current_user(),
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def _store_checkpoint(fit, chain_id: int, run: ChainRun) -> None:
+    with fit.store.transaction() as session:
+        row = session.get(models.Chain, chain_id)
+        row.state = run.to_bytes()
+        row.n_steps = run.n_steps
+        row.tau = [float(v) for v in run.tau]
+        row.tau_history = run.tau_history
+        row.acceptance_fraction = run.acceptance_fraction
+        row.sampling_seconds = run.seconds
+        row.status = "running"
+
+
+def _mark_chain(fit, chain_id: int, status: str) -> None:
+    with fit.store.transaction() as session:
+        session.get(models.Chain, chain_id).status = status
+
+
+def _finish(fit, chain_id: int, model_version_id: int, run: ChainRun, chi2, points, profiles: bool) -> dict:
+    space = fit.space
+    burn_in, thin = burn_in_and_thin(run.tau, run.n_steps)
+    kept = run.chain[burn_in::thin]
+    samples = kept.reshape(-1, space.dim)
+    summaries = summarize(samples, space.names)
+
+    best = None
+    profile_results = []
+    if profiles:
+        finite = np.isfinite(points.chi2)
+        starts = points.x[finite][np.argsort(points.chi2[finite], kind="stable")[:BEST_FIT_STARTS]]
+        highest = run.chain.reshape(-1, space.dim)[np.argmax(run.log_prob)]
+        best_x, best_chi2 = find_best_fit(chi2, space, np.vstack([starts, highest]))
+        best = {"params": dict(zip(space.names, map(float, best_x))), "chi2": best_chi2}
+        profile_results = [
+            profile_likelihood(chi2, space, i, best_x, best_chi2, profile_grid(space, i, samples))
+            for i in range(space.dim)
+        ]
+
+    with fit.store.transaction() as session:
+        n_samples = insert_samples(session, chain_id, space.names, kept, run.log_prob[burn_in::thin], burn_in, thin)
+        replace_posterior_summaries(session, chain_id, summaries)
+        row = session.get(models.Chain, chain_id)
+        row.state = run.to_bytes()
+        row.status = "done"
+        row.n_steps = run.n_steps
+        row.burn_in, row.thin = burn_in, thin
+        row.acceptance_fraction = run.acceptance_fraction
+        row.tau = [float(v) for v in run.tau]
+        row.tau_history = run.tau_history
+        row.converged = run.converged
+        row.sampling_seconds = run.seconds
+        row.finished_at = datetime.now(timezone.utc)
+        if best is not None:
+            replace_best_fit(session, model_version_id, best["params"], best["chi2"])
+            replace_profiles(session, model_version_id, profile_results)
+    if not run.converged:
+        logger.warning("chain %d stopped at max_steps=%d before convergence; resume it with a larger --max-steps",
+                       chain_id, run.n_steps)
+    logger.info("chain %d done: %d steps, %d samples stored", chain_id, run.n_steps, n_samples)
+    return {
+        "chain_id": chain_id, "n_steps": run.n_steps, "n_walkers": run.chain.shape[1],
+        "acceptance_fraction": run.acceptance_fraction, "tau": dict(zip(space.names, map(float, run.tau))),
+        "converged": run.converged, "burn_in": burn_in, "thin": thin, "n_samples": n_samples,
+        "seconds": run.seconds, "summaries": summaries, "best_fit": best,
+        "profiles": [
+            {"parameter": p.parameter, "interval_68": p.interval_68, "interval_95": p.interval_95}
+            for p in profile_results
+        ],
+    }

@@ -1,0 +1,154 @@
+"""sample, resume, validate, explain and show on a stored campaign, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+import xgboost
+from click.testing import CliRunner
+
+from campaign import api
+from campaign.cli import main
+from campaign.config import load_campaign_file
+from campaign.store import models
+from campaign.store.points import insert_points
+from campaign.surrogate.model import SurrogateModel
+from campaign.surrogate.registry import register_model_version
+
+EXAMPLE = "examples/gaussian-4d/campaign.yaml"
+MEAN = np.array([1.0, -0.5, 0.3, 2.0])
+
+
+def _true_chi2(x: np.ndarray) -> np.ndarray:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gaussian_4d", "examples/gaussian-4d/likelihood.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return np.array([module.chi2(*row) for row in x])
+
+
+def _train(space, x, chi2, delta_chi2=10.0) -> SurrogateModel:
+    features = space.to_unit(x)
+    params = {"max_depth": 4, "eta": 0.1, "nthread": 1, "seed": 0}
+    regressor = xgboost.train(params, xgboost.DMatrix(features, label=chi2), 150)
+    labels = (chi2 < chi2.min() + delta_chi2).astype(float)
+    classifier = xgboost.train({**params, "objective": "binary:logistic"}, xgboost.DMatrix(features, label=labels), 50)
+    return SurrogateModel(space=space, classifier=classifier, regressor=regressor,
+                          chi2_min=float(chi2.min()), delta_chi2=delta_chi2)
+
+
+@pytest.fixture
+def fitted(db_url, repo_cwd, tmp_path, monkeypatch):
+    """The 4-D Gaussian example with 600 evaluated points and one model version."""
+    monkeypatch.setenv("CAMPAIGN_CACHE_DIR", str(tmp_path / "cache"))
+    fit = api.create_campaign(load_campaign_file(EXAMPLE), db_url)
+    rng = np.random.default_rng(0)
+    x = np.clip(MEAN + rng.normal(0.0, 1.0, (600, 4)) * [0.6, 0.9, 0.4, 0.7], fit.space.low, fit.space.high)
+    chi2 = _true_chi2(x)
+    model = _train(fit.space, x, chi2)
+    with fit.store.transaction() as session:
+        row = session.get(models.Campaign, fit.id)
+        insert_points(session, row, x, origin="import", chi2=chi2, executor="import")
+        register_model_version(session, fit.id, model, hyperparameters={}, metrics={}, n_train=600,
+                               n_low=int((chi2 < 10).sum()), last_point_id=None, parent_id=None,
+                               training_mode="refit", training_seconds=0.0)
+    yield fit
+    fit.store.dispose()
+
+
+def test_sample_stores_chain(fitted):
+    result = fitted.sample(walkers=16, max_steps=400, check_every=200, seed=7)
+    assert result["n_steps"] == 400
+    frame = fitted.chain()
+    assert len(frame) == result["n_samples"]
+    assert list(frame.columns) == ["iteration", "walker", "x1", "x2", "x3", "x4", "log_prob"]
+    assert frame["iteration"].min() == result["burn_in"]
+    with fitted.store.engine.connect() as connection:
+        count = connection.execute(sa.text("SELECT count(*) FROM samples_gaussian_4d")).scalar()
+        summaries = connection.execute(sa.select(models.PosteriorSummary.parameter)).scalars().all()
+        profiles = connection.execute(sa.select(models.Profile.parameter)).scalars().all()
+    assert count == result["n_samples"]
+    assert sorted(summaries) == ["x1", "x2", "x3", "x4"]
+    assert sorted(profiles) == ["x1", "x2", "x3", "x4"]
+    # The surrogate is trained on the true chi2, so its best fit lies near the true minimum.
+    best = np.array([result["best_fit"]["params"][name] for name in ("x1", "x2", "x3", "x4")])
+    assert np.max(np.abs(best - MEAN)) < 0.5
+
+
+def test_same_seed_same_stored_chain(fitted):
+    first = fitted.sample(walkers=16, max_steps=200, check_every=100, seed=3, profiles=False)
+    second = fitted.sample(walkers=16, max_steps=200, check_every=100, seed=3, profiles=False)
+    a = fitted.chain(first["chain_id"])
+    b = fitted.chain(second["chain_id"])
+    assert first["chain_id"] != second["chain_id"]
+    np.testing.assert_array_equal(a[["x1", "x2", "x3", "x4"]].to_numpy(), b[["x1", "x2", "x3", "x4"]].to_numpy())
+
+
+def test_unconverged_chain_resumes(fitted):
+    whole = fitted.sample(walkers=16, max_steps=400, check_every=200, seed=5, profiles=False)
+    short = fitted.sample(walkers=16, max_steps=200, check_every=200, seed=5, profiles=False)
+    resumed = fitted.sample(resume=short["chain_id"], max_steps=400, profiles=False)
+    assert resumed["chain_id"] == short["chain_id"]
+    assert resumed["n_steps"] == 400
+    np.testing.assert_array_equal(
+        fitted.chain(whole["chain_id"]).to_numpy(), fitted.chain(short["chain_id"]).to_numpy()
+    )
+
+
+def test_validate_evaluates_true_chi2(fitted):
+    fitted.sample(walkers=16, max_steps=200, check_every=100, seed=1)
+    result = fitted.validate(5, workers=1)
+    assert len(result["point_ids"]) == 6  # five samples and the best fit
+    points = fitted.points().loc[result["point_ids"]]
+    assert set(points["origin"]) == {"validation"}
+    assert set(points["status"]) == {"done"}
+    expected = _true_chi2(points[["x1", "x2", "x3", "x4"]].to_numpy())
+    np.testing.assert_allclose(result["true_chi2"], expected, rtol=1e-12)
+    residual = np.array(result["true_chi2"]) - np.array(result["surrogate_chi2"])
+    assert result["statistics"]["rms"] == pytest.approx(np.sqrt(np.mean(residual ** 2)))
+
+
+def test_explain_sums_to_prediction(fitted):
+    from campaign.explain import shap_values
+
+    summary = fitted.explain()
+    assert summary["n_points"] > 0
+    assert set(summary["mean_abs_shap"]) == {"x1", "x2", "x3", "x4"}
+    assert len(summary["mean_abs_interaction"]) == 6
+    with fitted.store.transaction() as session:
+        from campaign.surrogate.registry import load_model
+
+        _, model = load_model(session, fitted.id, fitted.space)
+    features = fitted.space.to_unit(fitted.arrays().x[:100])
+    result = shap_values(model.regressor, features)
+    prediction = model.regressor.inplace_predict(features)
+    np.testing.assert_allclose(result.values.sum(axis=1) + result.base_value, prediction, atol=1e-4 * np.abs(prediction).max())
+    np.testing.assert_allclose(result.interactions.sum(axis=2), result.values, atol=1e-3)
+
+
+def test_cli_commands_and_show(fitted, db_url, tmp_path):
+    runner = CliRunner()
+    for arguments in (
+        ["compile", "gaussian-4d"],
+        ["sample", "gaussian-4d", "--walkers", "16", "--max-steps", "200", "--check-every", "100"],
+        ["explain", "gaussian-4d", "--plots", str(tmp_path / "plots")],
+    ):
+        outcome = runner.invoke(main, ["--db", db_url, *arguments])
+        assert outcome.exit_code == 0, outcome.output
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "corner.png", "shap_bar.png", "shap_beeswarm.png", "shap_interactions.png", "tau.png",
+    ]
+    shown = runner.invoke(main, ["--db", db_url, "show", "gaussian-4d"])
+    assert shown.exit_code == 0, shown.output
+    assert "Latest chain" in shown.output
+    assert "Profile likelihood intervals" in shown.output
+
+
+def test_cli_rejects_odd_walkers(fitted, db_url):
+    outcome = CliRunner().invoke(main, ["--db", db_url, "sample", "gaussian-4d", "--walkers", "7"])
+    assert outcome.exit_code == 2
+    assert "even number of at least 8" in outcome.output
+    with fitted.store.transaction() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(models.Chain)) == 0
