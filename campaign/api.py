@@ -23,7 +23,7 @@ from campaign.store import Store, models
 from campaign.store.campaigns import find_campaign, insert_campaign, list_campaigns, spec_of, status_counts, best_chi2
 from campaign.store.points import PointArrays, load_points
 
-__all__ = ["Campaign", "create_campaign", "open_campaign", "campaigns", "query"]
+__all__ = ["Campaign", "create_campaign", "open_campaign", "campaigns", "query", "import_bundle"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,12 @@ class Campaign:
         from campaign.query import run_query
 
         return run_query(sql, self.store.url, campaign=self.name)
+
+    def export(self, path: str, *, overwrite: bool = False):
+        """Write this campaign to a self-contained SQLite bundle; see :func:`campaign.bundle.export_bundle`."""
+        from campaign.bundle import export_bundle
+
+        return export_bundle(self.name, path, self.store.url, overwrite=overwrite)
 
     def status_counts(self) -> dict[str, int]:
         with self.store.transaction() as session:
@@ -251,3 +257,10 @@ def query(sql: str, url: str | None = None, campaign: str | None = None) -> pd.D
     from campaign.query import run_query
 
     return run_query(sql, url, campaign=campaign)
+
+
+def import_bundle(path: str, url: str | None = None, into: str | None = None):
+    """Load a bundle into a database in one transaction; see :func:`campaign.bundle.import_bundle`."""
+    from campaign.bundle import import_bundle as load_bundle
+
+    return load_bundle(path, url, into=into)

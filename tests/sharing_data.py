@@ -9,6 +9,7 @@ profiles, a best fit and a validation.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -47,8 +48,12 @@ def campaign_spec(name: str = "toy", low_b: float = -5.0):
     })
 
 
+@functools.lru_cache(maxsize=None)
 def train_booster(seed: int) -> bytes:
-    """Train a small real XGBoost regressor on the grid and return its UBJSON bytes."""
+    """Train a small real XGBoost regressor on the grid and return its UBJSON bytes.
+
+    Training is deterministic for a seed with one thread, so the bytes are cached.
+    """
     chi2 = (GRID ** 2).sum(axis=1)
     booster = xgb.train(
         {"max_depth": 2, "eta": 0.5, "nthread": 1, "seed": seed},

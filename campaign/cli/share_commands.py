@@ -48,3 +48,35 @@ def query(obj, arguments, fmt, output):
             click.echo(text, nl=False)
             return
     click.echo(f"Wrote {len(frame)} rows to {output}.", err=True)
+
+
+@main.command("export")
+@click.argument("name")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@click.pass_obj
+def export_command(obj, name, path, force):
+    """Write campaign NAME with all its data to a self-contained SQLite bundle FILE."""
+    data = api.open_campaign(name, obj["db"]).export(path, overwrite=force)
+    counts = ", ".join(f"{data.count(t)} {t.replace('_', ' ')}" for t in ("points", "model_versions", "chains"))
+    click.echo(f"Exported campaign {name!r} to {path}: {counts}.")
+
+
+@main.command("import")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--into", metavar="NAME",
+              help="Campaign to create or merge into. Default: the campaign name stored in the bundle.")
+@click.pass_obj
+def import_command(obj, path, into):
+    """Load a bundle FILE into the database in one transaction.
+
+    Importing into an existing campaign merges: points that are already
+    there (same parameter values and likelihood version) are not duplicated.
+    """
+    summary = api.import_bundle(path, obj["db"], into=into)
+    action = "Created" if summary.created else "Merged into"
+    click.echo(f"{action} campaign {summary.campaign!r}.")
+    click.echo(format_table(
+        ["table", "added", "already present"],
+        [[t, summary.added[t], summary.matched.get(t, 0)] for t in summary.added],
+    ))
