@@ -69,3 +69,4 @@ from campaign.cli import store_commands  # noqa: E402,F401
 from campaign.cli import share_commands  # noqa: E402,F401
 from campaign.cli import step_commands  # noqa: E402,F401
 from campaign.cli import posterior_commands  # noqa: E402,F401
+from campaign.cli import evaluate_commands  # noqa: E402,F401
