@@ -102,6 +102,12 @@ class Campaign:
 
         return export_bundle(self.name, path, self.store.url, overwrite=overwrite)
 
+    def report(self, path: str):
+        """Write the self-contained HTML report; see :func:`campaign.report.write_report`."""
+        from campaign.report import write_report
+
+        return write_report(self, path)
+
     def status_counts(self) -> dict[str, int]:
         with self.store.transaction() as session:
             return status_counts(session, self.id)

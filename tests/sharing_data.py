@@ -134,8 +134,8 @@ def fill_campaign(url: str, name: str = "toy") -> Filled:
             ))
         session.add(models.ShapSummary(
             model_version_id=versions[1].id, n_points=len(GRID), base_value=2.0,
-            mean_abs_shap={"a": 1.5, "b": 0.5}, mean_abs_interaction={"a": {"a": 1.2, "b": 0.1}, "b": {"a": 0.1, "b": 0.4}},
-            best_fit={"a": -0.1, "b": 0.05},
+            mean_abs_shap={"a": 1.5, "b": 0.5}, mean_abs_interaction={"a:b": 0.2},
+            best_fit={"params": {"a": 0.0, "b": 0.0}, "base_value": 2.0, "shap": {"a": -0.1, "b": 0.05}},
         ))
         session.add(models.BestFit(model_version_id=versions[1].id, params={"a": 0.0, "b": 0.0}, chi2=0.0))
         session.add(models.Validation(

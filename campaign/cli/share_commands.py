@@ -80,3 +80,14 @@ def import_command(obj, path, into):
         ["table", "added", "already present"],
         [[t, summary.added[t], summary.matched.get(t, 0)] for t in summary.added],
     ))
+
+
+@main.command()
+@click.argument("name")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="HTML file to write; the plots are embedded, so it needs no other files.")
+@click.pass_obj
+def report(obj, name, output):
+    """Write an HTML report of campaign NAME: definition, progress, models, SHAP, posterior, profiles, validation."""
+    path = api.open_campaign(name, obj["db"]).report(output)
+    click.echo(f"Wrote the report of campaign {name!r} to {path}.")
