@@ -44,7 +44,7 @@ def campaign_spec(name: str = "toy", low_b: float = -5.0):
         "name": name,
         "description": "quadratic bowl",
         "parameters": {"a": {"low": -5, "high": 5}, "b": {"low": low_b, "high": 5}},
-        "likelihood": {"python": "tests/likelihoods/bowl.py:chi2", "version": "1"},
+        "likelihood": {"python": "tests/likelihoods/quadratic.py:chi2", "version": "1"},
     })
 
 
