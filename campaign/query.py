@@ -203,6 +203,11 @@ def _check_schema(connection: Connection) -> None:
 
 
 def _create_campaign_views(connection: Connection, name: str) -> None:
+    if connection.dialect.name == "postgresql":
+        # A role with default_transaction_read_only may still create temporary
+        # views (with the TEMPORARY privilege) once it asks for a read-write transaction.
+        connection.rollback()
+        connection.exec_driver_sql("SET TRANSACTION READ WRITE")
     row = connection.execute(
         sa.text("SELECT id, view_suffix FROM campaigns WHERE name = :name"), {"name": name}
     ).first()
