@@ -8,7 +8,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 #: Names of :mod:`campaign.api` available as ``campaign.NAME``. They are
-#: imported on first use, so that ``campaign --help`` does not load pandas.
+#: imported on first use, so ``import campaign`` alone loads no pandas or SQLAlchemy.
 API_NAMES = ("Campaign", "create_campaign", "open_campaign", "campaigns", "query", "import_bundle")
 
 __all__ = ["__version__", *API_NAMES]
