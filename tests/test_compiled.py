@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xgboost
 
-from campaign.surrogate.compiled import BoosterPredictor, flatten_booster, model_hash
+from campaign.surrogate.compiled import BinnedForest, BoosterPredictor, flatten_booster, model_hash
 
 # float32 thresholds and leaf sums: XGBoost and the compiled code round differently.
 RTOL = 2e-5
@@ -98,3 +98,60 @@ def test_unknown_backend_rejected():
 
     with pytest.raises(ConfigError, match="unknown compiled backend 'gpu'"):
         BoosterPredictor(_booster("reg:squarederror", n_trees=2), "gpu")
+
+
+def test_binned_splits_at_thresholds_and_partial_blocks(tmp_path):
+    # Values equal to a threshold go right, as in XGBoost; 13 rows leave a partial block of 8.
+    booster = _booster("reg:squarederror", n_trees=30, depth=6)
+    forest = flatten_booster(booster)
+    used = np.isfinite(forest.threshold)
+    rng = np.random.default_rng(6)
+    rows = np.column_stack([
+        rng.choice(forest.threshold[used & (forest.feature == f)], size=13) for f in range(4)
+    ]).astype(np.float32)
+    predictor = BoosterPredictor(booster, "numba", cache=tmp_path)
+    assert predictor.backend == "numba"
+    margins = BinnedForest.build([forest], 4).predict_margins(rows)[0]
+    expected = booster.inplace_predict(rows, predict_type="margin")
+    assert np.max(np.abs(margins - expected)) <= RTOL * np.max(np.abs(expected))
+    _assert_agrees(predictor, booster, rows)
+
+
+def test_padded_forest_predicts_the_same():
+    booster = _booster("reg:squarederror", n_trees=10, depth=3)
+    forest = flatten_booster(booster)
+    rows = np.random.default_rng(7).random((21, 4)).astype(np.float32)
+    shallow = BinnedForest.build([forest], 4).predict_margins(rows)
+    deep = BinnedForest.build([forest.padded(forest.depth + 2)], 4).predict_margins(rows)
+    np.testing.assert_allclose(deep, shallow, rtol=1e-12)
+    assert forest.padded(forest.depth + 2).leaf.shape == (10, 2 ** (forest.depth + 2))
+
+
+def test_joint_forest_predicts_both_boosters():
+    regressor = _booster("reg:squarederror", n_trees=40, depth=5)
+    classifier = _booster("binary:logistic", n_trees=25, depth=3, seed=1)
+    joint = BinnedForest.build([flatten_booster(regressor), flatten_booster(classifier)], 4)
+    rows = np.random.default_rng(8).random((50, 4))
+    margins = joint.predict_margins(rows)
+    assert margins.shape == (2, 50)
+    for booster, actual in zip((regressor, classifier), margins):
+        expected = booster.inplace_predict(rows, predict_type="margin")
+        assert np.max(np.abs(actual - expected)) <= RTOL * max(1.0, np.max(np.abs(expected)))
+
+
+def test_compiled_surrogate_matches_xgboost_surrogate(tmp_path):
+    from campaign.space import Parameter, ParameterSpace
+    from campaign.surrogate.compiled import CompiledSurrogate
+    from campaign.surrogate.model import SurrogateModel
+
+    space = ParameterSpace([Parameter(f"p{i}", -2.0, 3.0) for i in range(4)])
+    model = SurrogateModel(
+        space=space, regressor=_booster("reg:squarederror"), classifier=_booster("binary:logistic", seed=1),
+        chi2_min=0.0, delta_chi2=10.0,
+    )
+    compiled = CompiledSurrogate(model, "numba", cache=tmp_path)
+    plain = CompiledSurrogate(model, "xgboost")
+    assert compiled.backend == "numba" and plain.backend == "xgboost"
+    x = space.from_unit(np.random.default_rng(9).random((37, 4)))
+    expected = plain.chi2(x)
+    assert np.max(np.abs(compiled.chi2(x) - expected)) <= RTOL * np.max(np.abs(expected))
