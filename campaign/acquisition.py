@@ -23,6 +23,7 @@ Everything happens in unit-cube coordinates (``space.to_unit``).
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -162,7 +163,7 @@ def draw_candidates(
     """
     dim = evaluated_u.shape[1]
     n_global = n // 2
-    global_draws = qmc.Sobol(dim, scramble=True, seed=rng).random(n_global)
+    global_draws = _sobol(dim, n_global, rng)
 
     finite = np.isfinite(evaluated_chi2)
     if not finite.any():
@@ -224,7 +225,7 @@ def select_exploration(existing_u: np.ndarray, n: int, rng: np.random.Generator)
     dim = existing_u.shape[1]
     if n == 0:
         return np.empty((0, dim))
-    pool = qmc.Sobol(dim, scramble=True, seed=rng).random(max(64 * n, 256))
+    pool = _sobol(dim, max(64 * n, 256), rng)
     nearest = cdist(pool, existing_u).min(axis=1) if len(existing_u) else np.full(len(pool), np.inf)
     chosen = []
     for _ in range(n):
@@ -312,6 +313,11 @@ def _expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.
     improvement = best - mean
     z = improvement / std
     return improvement * norm.cdf(z) + std * norm.pdf(z)
+
+
+def _sobol(dim: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw the first ``n`` points of a scrambled Sobol sequence (drawn to the next power of two, where it is balanced)."""
+    return qmc.Sobol(dim, scramble=True, seed=rng).random_base2(max(0, math.ceil(math.log2(max(n, 1)))))[:n]
 
 
 def _min_pairwise_distance(unit: np.ndarray) -> float | None:

@@ -67,7 +67,7 @@ class StepperLock:
         """Take the lock, or take it over from a holder whose lease ran out."""
         table = models.CampaignLock.__table__
         with self.store.transaction() as session:
-            clock = session.scalar(sa.select(database_clock(self.store.dialect)))
+            clock = float(session.scalar(sa.select(database_clock(self.store.dialect))))
             values = {
                 "holder": self.holder, "host": current_host(), "pid": os.getpid(), "user": current_user(),
                 "acquired_at": clock, "lease_expires_at": clock + self.lease_seconds,

@@ -1,0 +1,97 @@
+"""Candidate generation and batch selection on a known quadratic chi2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from campaign.acquisition import exploration_count, propose_batch, refine_minimum, select_exploration
+from campaign.errors import ConfigError
+from campaign.space import ParameterSpace
+from campaign.surrogate.training import DEFAULT_HYPERPARAMETERS, prepare_training_set, train_surrogate
+
+SPACE = ParameterSpace.from_dict({
+    "a": {"low": -3, "high": 3}, "b": {"low": -3, "high": 3}, "c": {"low": 0.01, "high": 100, "scale": "log"},
+})
+MINIMUM = np.array([0.5, -1.0, 1.0])
+HYPERPARAMETERS = {"classifier": dict(DEFAULT_HYPERPARAMETERS), "regressor": dict(DEFAULT_HYPERPARAMETERS)}
+
+
+def chi2_of(x: np.ndarray) -> np.ndarray:
+    offset = x[:, :2] - MINIMUM[:2]
+    return 4.0 * (offset**2).sum(axis=1) + 4.0 * np.log10(x[:, 2] / MINIMUM[2]) ** 2
+
+
+@pytest.fixture(scope="module")
+def trained():
+    x = SPACE.design(200, seed=2)
+    chi2 = chi2_of(x)
+    model, _ = train_surrogate(SPACE, prepare_training_set(SPACE, x, chi2, 6.0), HYPERPARAMETERS,
+                               seed=0, threads=1, committee_size=4)
+    return x, chi2, model
+
+
+@pytest.mark.parametrize("batch, fraction, expected", [(32, 0.1, 3), (10, 0.1, 1), (10, 0.0, 0), (4, 1.0, 4), (1, 0.1, 1)])
+def test_exploration_count(batch, fraction, expected):
+    assert exploration_count(batch, fraction) == expected
+
+
+@pytest.mark.parametrize("strategy", ["committee", "gp", "random"])
+def test_batch_shape_and_box(trained, strategy):
+    x, chi2, model = trained
+    batch = propose_batch(SPACE, model, x, chi2, strategy=strategy, batch_size=12, exploration_fraction=0.25,
+                          n_candidates=512, rng=np.random.default_rng(1))
+    assert batch.x.shape == (12, 3)
+    assert SPACE.contains(batch.x).all()
+    explored = 12 if strategy == "random" else 3
+    assert batch.origins.count("exploration") == explored
+    assert batch.origins.count("acquisition") == 12 - explored
+    assert len(np.unique(batch.x, axis=0)) == 12
+
+
+@pytest.mark.parametrize("strategy", ["committee", "gp"])
+def test_batch_targets_low_region(trained, strategy):
+    x, chi2, model = trained
+    batch = propose_batch(SPACE, model, x, chi2, strategy=strategy, batch_size=16, exploration_fraction=0.0,
+                          n_candidates=1024, rng=np.random.default_rng(4))
+    proposed = chi2_of(batch.x)
+    random_draws = chi2_of(SPACE.design(16, seed=9))
+    assert np.median(proposed) < np.median(random_draws) / 3
+    assert proposed.min() < chi2.min()
+
+
+@pytest.mark.parametrize("strategy", ["committee", "gp", "random"])
+def test_batch_reproducible(trained, strategy):
+    x, chi2, model = trained
+    first, second = (
+        propose_batch(SPACE, model, x, chi2, strategy=strategy, batch_size=8, exploration_fraction=0.1,
+                      n_candidates=256, rng=np.random.default_rng(7))
+        for _ in range(2)
+    )
+    np.testing.assert_array_equal(first.x, second.x)
+
+
+def test_unknown_strategy_raises(trained):
+    x, chi2, model = trained
+    with pytest.raises(ConfigError, match="unknown acquisition strategy 'ucb'"):
+        propose_batch(SPACE, model, x, chi2, strategy="ucb", batch_size=4, exploration_fraction=0.1,
+                      n_candidates=64, rng=np.random.default_rng(0))
+
+
+def test_refine_minimum_of_quadratic():
+    rng = np.random.default_rng(0)
+    unit = rng.random((100, 3))
+    chi2 = ((unit - [0.3, 0.6, 0.45]) ** 2 * [1.0, 4.0, 9.0]).sum(axis=1)
+    np.testing.assert_allclose(refine_minimum(unit, chi2), [0.3, 0.6, 0.45], atol=1e-4)
+
+
+def test_refine_minimum_needs_points():
+    unit = np.random.default_rng(0).random((5, 3))
+    assert refine_minimum(unit, unit.sum(axis=1)) is None
+
+
+def test_exploration_far_from_existing():
+    existing = np.full((50, 2), 0.1) + np.random.default_rng(0).random((50, 2)) * 0.1
+    chosen = select_exploration(existing, 4, np.random.default_rng(1))
+    assert chosen.shape == (4, 2)
+    assert (np.linalg.norm(chosen - 0.15, axis=1) > 0.4).all()
