@@ -88,3 +88,45 @@ def test_short_campaign_stores_infinite_chi2(sqlite_url, repo_cwd):
     np.testing.assert_array_equal(stored.chi2, chi2)
     assert np.isinf(chi2).any()
     assert np.isfinite(chi2).any()
+
+
+@pytest.mark.slow
+def test_short_campaign_end_to_end(tmp_path, example, repo_cwd):
+    """Run run.sh's commands with a small budget: 16 initial points and one step of 8."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    definition = yaml.safe_load((REPO / "examples/flavio-bsnunu/campaign.yaml").read_text())
+    definition["settings"].update(initial_points=16, batch_size=8, n_candidates=512, tuning_iterations=4)
+    campaign_file = tmp_path / "campaign.yaml"
+    # Importing flavio makes PyYAML load OrderedDicts, which safe_dump rejects, so
+    # the file is written as JSON, which is also YAML.
+    campaign_file.write_text(json.dumps(definition))
+    url = f"sqlite:///{tmp_path / 'short.db'}"
+    report = tmp_path / "report.html"
+    commands = [
+        ["create", "--file", str(campaign_file)],
+        ["run", "flavio-bsnunu", "--steps", "1", "--workers", "2", "--no-progress"],
+        ["sample", "flavio-bsnunu", "--max-steps", "1000", "--check-every", "250", "--backend", "xgboost"],
+        ["validate", "flavio-bsnunu", "--n", "2", "--workers", "2"],
+        ["explain", "flavio-bsnunu"],
+        ["report", "flavio-bsnunu", "-o", str(report)],
+    ]
+
+    for command in commands:
+        completed = subprocess.run(
+            [sys.executable, "-m", "campaign", "--db", url, *command], capture_output=True, text=True, timeout=600,
+        )
+        assert completed.returncode == 0, f"campaign {' '.join(command)} failed:\n{completed.stderr[-3000:]}"
+
+    from campaign.api import open_campaign
+
+    points = open_campaign("flavio-bsnunu", url).arrays()
+    finite = points.chi2[np.isfinite(points.chi2)]
+    assert len(points.chi2) >= 16 + 8
+    assert finite.min() >= example.CHI2_MIN - 1e-4
+    assert np.isinf(points.chi2).any()
+    assert report.stat().st_size > 10_000

@@ -5,9 +5,8 @@
 # Usage, from anywhere:  examples/flavio-bsnunu/run.sh [2d|4d]
 # Environment (all optional):
 #   CAMPAIGN_DATABASE_URL  database URL (default: sqlite:///flavio-bsnunu[-4d].db in the repository root)
-#   INITIAL_POINTS         size of the initial Sobol design (default 128 in 2-D, 256 in 4-D)
-#   WORKERS                evaluation processes of the initial design (default 2)
-#   MAX_EVALUATIONS        true-likelihood evaluations allowed in active learning (default 600)
+#   WORKERS                evaluation processes (default 2)
+#   MAX_EVALUATIONS        true-likelihood evaluations, initial design included (default 600)
 #   WALKERS, SAMPLE_STEPS  emcee walkers and the longest chain in steps (default 32, 20000)
 #   VALIDATION_POINTS      posterior points re-evaluated with flavio (default 50)
 #   REPORT                 report file (default flavio-bsnunu[-4d]-report.html)
@@ -15,8 +14,8 @@ set -euo pipefail
 
 variant=${1:-2d}
 case "$variant" in
-  2d) name=flavio-bsnunu; initial_points=128 ;;
-  4d) name=flavio-bsnunu-4d; initial_points=256 ;;
+  2d) name=flavio-bsnunu ;;
+  4d) name=flavio-bsnunu-4d ;;
   *) echo "unknown variant '$variant'; expected 2d or 4d" >&2; exit 2 ;;
 esac
 
@@ -32,10 +31,8 @@ python -c "import flavio" 2>/dev/null || {
 
 set -x
 campaign create --file "examples/$name/campaign.yaml"
-campaign add-points "$name" --design sobol --n "${INITIAL_POINTS:-$initial_points}"
-campaign evaluate "$name" --workers "$workers"
-campaign run "$name" --until-converged --max-evaluations "${MAX_EVALUATIONS:-600}"
+campaign run "$name" --until-converged --max-evaluations "${MAX_EVALUATIONS:-600}" --workers "$workers" --no-progress
 campaign sample "$name" --walkers "${WALKERS:-32}" --max-steps "${SAMPLE_STEPS:-20000}" --seed 7
-campaign validate "$name" --n "${VALIDATION_POINTS:-50}"
+campaign validate "$name" --n "${VALIDATION_POINTS:-50}" --workers "$workers"
 campaign explain "$name"
 campaign report "$name" -o "${REPORT:-$name-report.html}"
