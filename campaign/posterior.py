@@ -26,6 +26,7 @@ import emcee
 import numpy as np
 
 from campaign.errors import ConfigError
+from campaign.moves import DEMove, SnookerMove, VectorizedSampler
 from campaign.space import ParameterSpace
 
 __all__ = [
@@ -221,9 +222,9 @@ def run_sampler(
     """
     dim = np.shape(start)[1] if previous is None else previous.chain.shape[2]
     options.check(dim)
-    sampler = emcee.EnsembleSampler(
+    sampler = VectorizedSampler(
         options.n_walkers, dim, log_prob, vectorize=True,
-        moves=[(emcee.moves.DEMove(), DE_FRACTION), (emcee.moves.DESnookerMove(), SNOOKER_FRACTION)],
+        moves=[(DEMove(), DE_FRACTION), (SnookerMove(), SNOOKER_FRACTION)],
     )
     if previous is None:
         random_state = np.random.RandomState(options.seed).get_state()
