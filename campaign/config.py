@@ -30,7 +30,7 @@ RETRAIN_MODES = ("continue", "refit")
 
 @dataclass(frozen=True)
 class LikelihoodRef:
-    """Where the likelihood lives and how to read its result.
+    """Reference to a likelihood, with how to read and version its result.
 
     Exactly one of ``python`` (``"package.module:function"`` or
     ``"path/to/file.py:function"``) and ``command`` (an argument list that reads

@@ -171,11 +171,16 @@ def _import_file(path: str, reference: str):
 
 
 def _accepts_keyword(function: Callable, name: str) -> bool:
+    """Tell whether ``function`` names ``name`` as a parameter.
+
+    A ``**kwargs`` catch-all does not count: a likelihood written as
+    ``chi2(**params)`` would otherwise receive the seed as a parameter.
+    """
     try:
-        parameters = inspect.signature(function).parameters.values()
+        parameters = inspect.signature(function).parameters
     except (TypeError, ValueError):
         return False
-    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
+    return name in parameters
 
 
 def _check_signature(function: Callable, names: tuple[str, ...], reference: str) -> None:
