@@ -20,10 +20,12 @@ from campaign.config import CampaignSpec
 from campaign.errors import ConfigError
 from campaign.likelihood import check_likelihood
 from campaign.store import Store, models
-from campaign.store.campaigns import find_campaign, insert_campaign, list_campaigns, spec_of, status_counts, best_chi2
+from campaign.store.campaigns import (
+    best_chi2, find_campaign, insert_campaign, list_campaigns, spec_of, status_counts, update_campaign as _update_row,
+)
 from campaign.store.points import PointArrays, load_points
 
-__all__ = ["Campaign", "create_campaign", "open_campaign", "campaigns", "query", "import_bundle"]
+__all__ = ["Campaign", "create_campaign", "update_campaign", "open_campaign", "campaigns", "query", "import_bundle"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +60,15 @@ class Campaign:
     def settings(self):
         return self.spec.settings
 
-    def arrays(self, statuses: Sequence[str] = ("done",)) -> PointArrays:
-        """Load points as numpy arrays (ids, x, chi2); the fast path for training."""
+    def arrays(self, statuses: Sequence[str] = ("done",), *, all_versions: bool = False) -> PointArrays:
+        """Load points as numpy arrays (ids, x, chi2); the fast path for training.
+
+        Only points of the campaign's current likelihood version are loaded,
+        unless ``all_versions`` is set.
+        """
+        version = None if all_versions else self.spec.likelihood.version
         with self.store.engine.connect() as connection:
-            return load_points(connection, self.id, self.space.dim, statuses)
+            return load_points(connection, self.id, self.space.dim, statuses, version)
 
     def points(self, status: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Return points as a DataFrame with one column per parameter.
@@ -237,6 +244,32 @@ def create_campaign(spec: CampaignSpec, url: str | None = None, *, check: bool =
         row = insert_campaign(session, spec)
     logger.info("created campaign %s (id %d)", spec.name, row.id)
     return Campaign(store, row)
+
+
+def update_campaign(
+    spec: CampaignSpec, url: str | None = None, *, force: bool = False, check: bool = True
+) -> tuple[Campaign, dict[str, list[str]]]:
+    """Replace the definition of the stored campaign ``spec.name``.
+
+    Settings and the description may always change. Changing bounds, priors
+    or the likelihood after points exist needs ``force``; adding, removing
+    or reordering parameters after points exist is rejected.
+
+    Returns:
+        The updated campaign and the changes, as readable lines per section.
+
+    Raises:
+        ConflictError: A guarded change without ``force``; the message has the diff.
+    """
+    if check:
+        check_likelihood(spec.likelihood, spec.space.names)
+    store = Store(url)
+    with store.transaction() as session:
+        row = find_campaign(session, spec.name)
+        changes = _update_row(session, row, spec, force=force)
+    if changes:
+        logger.info("updated campaign %s: %s", spec.name, ", ".join(changes))
+    return open_campaign(spec.name, store=store), changes
 
 
 def open_campaign(name: str, url: str | None = None, *, store: Store | None = None) -> Campaign:

@@ -119,6 +119,36 @@ def _spec_as_dict(spec) -> dict:
     }
 
 
+@main.command()
+@click.argument("name")
+@click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False),
+              help="YAML campaign file with the new definition.")
+@click.option("--force", is_flag=True,
+              help="Allow changing bounds, priors or the likelihood of a campaign that has points.")
+@click.option("--no-check", is_flag=True, help="Do not import the likelihood before storing the change.")
+@click.pass_obj
+def update(obj, name, path, force, no_check):
+    """Change a campaign's definition from a YAML file and print the differences.
+
+    Settings and the description may always change. Bounds, priors and the
+    likelihood (reference or version) of a campaign with points change only
+    with --force; points of an older likelihood version are then kept but
+    no longer used for training.
+    """
+    spec = load_campaign_file(path)
+    if spec.name != name:
+        raise ConfigError(f"{path} defines campaign {spec.name!r}, not {name!r}; a campaign cannot be renamed")
+    _, changes = api.update_campaign(spec, obj["db"], force=force, check=not no_check)
+    if not changes:
+        click.echo(f"Campaign {name!r} is unchanged.")
+        return
+    click.echo(f"Updated campaign {name!r}:")
+    for section, lines in changes.items():
+        click.echo(f"  {section}:")
+        for line in lines:
+            click.echo(f"    {line}")
+
+
 @main.command("list")
 @click.pass_obj
 def list_command(obj):

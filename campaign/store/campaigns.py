@@ -10,13 +10,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from campaign.config import CampaignSpec, LikelihoodRef, Settings
-from campaign.errors import ConflictError, NotFoundError
+from campaign.errors import ConfigError, ConflictError, NotFoundError
 from campaign.space import Parameter as SpaceParameter
 from campaign.space import ParameterSpace
 from campaign.store import models
-from campaign.store.views import create_views, view_suffix
+from campaign.store.views import create_views, drop_views, view_suffix
 
-__all__ = ["current_user", "current_host", "insert_campaign", "find_campaign", "list_campaigns", "spec_of", "status_counts"]
+__all__ = [
+    "current_user", "current_host", "insert_campaign", "find_campaign", "list_campaigns", "spec_of",
+    "status_counts", "best_chi2", "definition_changes", "update_campaign",
+]
 
 
 def current_user() -> str:
@@ -156,3 +159,92 @@ def best_chi2(session: Session, campaign_id: int) -> float | None:
     finite = (chi2 < float("inf")) & (chi2 > float("-inf"))
     condition = (models.Point.campaign_id == campaign_id) & (models.Point.status == "done") & finite
     return session.scalar(sa.select(sa.func.min(chi2)).where(condition))
+
+
+def definition_changes(old: CampaignSpec, new: CampaignSpec) -> dict[str, list[str]]:
+    """Compare two definitions of one campaign, section by section.
+
+    Returns:
+        A mapping from ``"parameters"``, ``"likelihood"``, ``"settings"`` and
+        ``"description"`` to readable difference lines; sections without
+        differences are left out.
+    """
+    changes = {}
+    space_lines = old.space.diff(new.space)
+    if space_lines:
+        changes["parameters"] = space_lines
+    for section, before, after in (
+        ("likelihood", old.likelihood.to_dict(), new.likelihood.to_dict()),
+        ("settings", old.settings.to_dict(), new.settings.to_dict()),
+    ):
+        lines = [f"~ {key}: {before.get(key)!r} -> {after.get(key)!r}"
+                 for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
+        if lines:
+            changes[section] = lines
+    if old.description != new.description:
+        changes["description"] = [f"~ {old.description!r} -> {new.description!r}"]
+    return changes
+
+
+def update_campaign(session: Session, row: models.Campaign, new: CampaignSpec, *, force: bool = False) -> dict[str, list[str]]:
+    """Replace a stored campaign's definition and return the changes made.
+
+    Settings and the description may always change. Bounds, scales, priors
+    and the likelihood (reference or version) may change only while the
+    campaign has no points, or with ``force``. Points of an older likelihood
+    version stay stored but no longer count as evaluations of this campaign.
+    The parameter names and their order never change once points exist,
+    because every stored point is a vector in that order.
+
+    Raises:
+        ConfigError: The new definition renames the campaign.
+        ConflictError: A guarded change with points present and no ``force``.
+    """
+    old = spec_of(row)
+    if new.name != old.name:
+        raise ConfigError(f"name: the file defines {new.name!r}, not {old.name!r}; a campaign cannot be renamed")
+    changes = definition_changes(old, new)
+    n_points = session.scalar(sa.select(sa.func.count()).where(models.Point.campaign_id == row.id))
+    guarded = {section: lines for section, lines in changes.items() if section in ("parameters", "likelihood")}
+    if n_points and guarded:
+        _refuse_guarded_change(old, new, guarded, n_points, force)
+
+    row.description = new.description
+    row.settings = new.settings.to_dict()
+    row.likelihood = new.likelihood.to_dict()
+    row.likelihood_version = new.likelihood.version
+    for parameter, spec in zip(row.parameters, new.space.parameters):
+        parameter.low, parameter.high = spec.low, spec.high
+        parameter.scale, parameter.prior = spec.scale, spec.prior
+    if old.space.names != new.space.names:
+        _replace_parameters(session, row, new)
+    return changes
+
+
+def _refuse_guarded_change(old: CampaignSpec, new: CampaignSpec, guarded: dict, n_points: int, force: bool) -> None:
+    diff = "\n".join(f"  {line}" for lines in guarded.values() for line in lines)
+    if old.space.names != new.space.names:
+        raise ConflictError(
+            f"campaign {old.name!r} has {n_points} points stored as vectors of "
+            f"({', '.join(old.space.names)}); adding, removing, renaming or reordering parameters "
+            f"would make them meaningless. Create a new campaign instead. Changes:\n{diff}"
+        )
+    if not force:
+        raise ConflictError(
+            f"campaign {old.name!r} has {n_points} points; changing its parameter space or likelihood "
+            f"would mix them with results of a different fit. Pass --force (force=True in Python) if "
+            f"that is intended. Changes:\n{diff}"
+        )
+
+
+def _replace_parameters(session: Session, row: models.Campaign, new: CampaignSpec) -> None:
+    """Replace the parameter rows and views of a campaign that has no points."""
+    row.parameters.clear()
+    session.flush()
+    row.parameters.extend(
+        models.Parameter(position=i, name=p.name, low=p.low, high=p.high, scale=p.scale, prior=p.prior)
+        for i, p in enumerate(new.space.parameters)
+    )
+    session.flush()
+    drop_views(session.connection(), row.view_suffix)
+    create_views(session.connection(), row.id, row.view_suffix, list(new.space.names))

@@ -113,8 +113,12 @@ def load_points(
     campaign_id: int,
     dim: int,
     statuses: Sequence[str] = ("done",),
+    likelihood_version: str | None = None,
 ) -> PointArrays:
     """Load points with the given statuses into arrays, ordered by id.
+
+    With ``likelihood_version``, only points evaluated with that version
+    are loaded.
 
     This is the training path. It reads through the driver's cursor (binary
     transfer on PostgreSQL) and decodes the parameter blobs with one
@@ -126,14 +130,19 @@ def load_points(
     mark = "%s" if connection.dialect.name == "postgresql" else "?"
     sql = (
         f"SELECT id, x, chi2 FROM points WHERE campaign_id = {mark} "
-        f"AND status IN ({', '.join([mark] * len(statuses))}) ORDER BY id"
+        f"AND status IN ({', '.join([mark] * len(statuses))})"
     )
+    arguments = [campaign_id, *statuses]
+    if likelihood_version is not None:
+        sql += f" AND likelihood_version = {mark}"
+        arguments.append(likelihood_version)
+    sql += " ORDER BY id"
     if connection.dialect.name == "postgresql":
         cursor = dbapi_connection.cursor(binary=True)
     else:
         cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(sql, (campaign_id, *statuses))
+        cursor.execute(sql, arguments)
         rows = cursor.fetchall()
     finally:
         cursor.close()
