@@ -176,7 +176,7 @@ def _check_in_box(space, x: np.ndarray, lines: list[int], path) -> None:
         return
     i = outside[0]
     bad = [
-        f"{name}={x[i, j]!r} not in [{space.low[j]!r}, {space.high[j]!r}]"
+        f"{name}={float(x[i, j])!r} not in [{float(space.low[j])!r}, {float(space.high[j])!r}]"
         for j, name in enumerate(space.names)
         if not space.low[j] <= x[i, j] <= space.high[j]
     ]

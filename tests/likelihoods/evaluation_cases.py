@@ -31,12 +31,21 @@ def sleepy(x, y):
     return x * x + y * y
 
 
-def raising(x, y):
-    raise ValueError(f"no physics at x={x}")
+def slow_if_positive(x, y):
+    """Return x^2 + y^2 at once for x <= 0, after 60 s for x > 0."""
+    if x > 0:
+        time.sleep(60)
+    _log(x, y)
+    return x * x + y * y
 
 
 def special(x, y):
-    """Return the value selected by round(x): 1 NaN, 2 +inf, 3 -inf, 4 a string, 5 None, 6 an array."""
+    """Return the value selected by round(x): 1 NaN, 2 +inf, 3 -inf, 4 a string, 5 None, 6 an array.
+
+    round(x) == 7 raises ValueError; other points return x^2 + y^2.
+    """
+    if round(x) == 7:
+        raise ValueError(f"no physics at x={x}")
     values = {1: float("nan"), 2: float("inf"), 3: float("-inf"), 4: "12.5", 5: None, 6: np.array([1.0, 2.0])}
     return values.get(round(x), x * x + y * y)
 
@@ -46,6 +55,6 @@ def crashing(x, y):
     os._exit(3)
 
 
-def stochastic(x, y, seed):
+def stochastic(x, y, seed=None):
     """Return draws from the seed argument and from the global random states."""
     return float(np.random.default_rng(seed).normal()) + np.random.random() + random.random()
