@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
-from scipy.stats import chi2 as chi2_distribution
 
 from campaign.errors import ConfigError
 from campaign.space import DESIGNS, ParameterSpace
@@ -110,6 +109,8 @@ class Settings:
         """Return delta_chi2, derived from ``confidence`` and ``dim`` when unset."""
         if self.delta_chi2 is not None:
             return self.delta_chi2
+        from scipy.stats import chi2 as chi2_distribution  # imported here to keep the CLI's start fast
+
         return float(chi2_distribution.ppf(self.confidence, dim))
 
     def to_dict(self) -> dict:

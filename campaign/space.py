@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import qmc
 
 from campaign.errors import ConfigError
 
@@ -174,6 +173,8 @@ class ParameterSpace:
         Returns:
             Physical values, shape (n, dim).
         """
+        from scipy.stats import qmc  # imported here to keep the CLI's start fast
+
         if n < 1:
             raise ConfigError(f"design size must be at least 1, got {n}")
         if method == "sobol":
