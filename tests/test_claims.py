@@ -28,9 +28,8 @@ def make_campaign(url, **settings):
 
 
 def claim(fit, session, worker, limit, lease_seconds=60.0):
-    campaign = session.get(models.Campaign, fit.id)
     return claim_points(
-        session, campaign, worker, limit, lease_seconds=lease_seconds, campaign_seed=fit.settings.seed,
+        session, fit.id, fit.space.names, worker, limit, lease_seconds=lease_seconds, campaign_seed=fit.settings.seed,
         executor="worker", host="testhost", pid=1, user="tester",
     )
 

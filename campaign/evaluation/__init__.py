@@ -33,7 +33,9 @@ def evaluate_pending(
 ) -> EvaluationSummary:
     """Evaluate every pending point of a campaign and wait for these evaluations.
 
-    Points that other workers hold are not waited for.
+    Points that other workers hold are not waited for. The local pool starts
+    its processes with ``spawn``, which imports the calling script again, so a
+    script that calls this function needs an ``if __name__ == "__main__":`` guard.
 
     Args:
         fit: An open :class:`campaign.api.Campaign`.

@@ -67,7 +67,7 @@ def add_points_from_csv(fit, path) -> list[int]:
     """Add the points of a CSV file and return their ids in file order.
 
     The header names the columns. Every parameter of the campaign needs a
-    column. An optional ``chi2`` column holds values evaluated elsewhere:
+    column. An optional ``chi2`` column contains values evaluated elsewhere:
     rows with a chi2 are stored as done (``nan``, ``inf`` and ``-inf`` are
     kept), rows with an empty chi2 cell are stored as pending. Other columns
     are stored as extra outputs of the done rows. All rows go in one

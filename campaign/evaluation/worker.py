@@ -20,10 +20,9 @@ from typing import Protocol, Sequence
 
 from tqdm import tqdm
 
-from campaign.store import models
 from campaign.store.campaigns import current_host, current_user
 from campaign.store.claims import Claim, Result, claim_points, reclaim_expired, record_results, release_claims
-from campaign.evaluation.heartbeat import Heartbeat
+from campaign.evaluation.heartbeat import RENEWALS_PER_LEASE, Heartbeat
 
 __all__ = ["EvaluationSummary", "Executor", "run_evaluations", "make_worker_id"]
 
@@ -31,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 class Executor(Protocol):
-    """What the loop needs from something that runs likelihoods."""
+    """Interface of the objects that run likelihoods for the loop."""
 
     def free_slots(self) -> int: ...
     def submit(self, claim: Claim) -> None: ...
@@ -103,6 +102,7 @@ def run_evaluations(
     start = time.perf_counter()
     claimed = 0
     idle_since = time.monotonic()
+    next_reclaim = 0.0
     bar = _progress_bar(fit, until_idle, progress)
     logger.info("worker %s started on campaign %s (%s executor)", summary.worker, fit.name, executor_name)
 
@@ -112,7 +112,12 @@ def run_evaluations(
                 room = executor.free_slots()
                 if max_points is not None:
                     room = min(room, max_points - claimed)
-                claims = _claim(fit, summary.worker, room, executor_name) if room > 0 else []
+                reclaim = time.monotonic() >= next_reclaim
+                if reclaim:
+                    # Expired leases matter only once per lease period; checking on
+                    # every claim would add a query per point.
+                    next_reclaim = time.monotonic() + settings.lease_seconds / RENEWALS_PER_LEASE
+                claims = _claim(fit, summary.worker, room, executor_name, reclaim) if room > 0 or reclaim else []
                 for claim in claims:
                     executor.submit(claim)
                 claimed += len(claims)
@@ -144,13 +149,13 @@ def run_evaluations(
     return summary
 
 
-def _claim(fit, worker: str, limit: int, executor_name: str) -> list[Claim]:
+def _claim(fit, worker: str, limit: int, executor_name: str, reclaim: bool) -> list[Claim]:
     settings = fit.settings
     with fit.store.transaction() as session:
-        campaign = session.get(models.Campaign, fit.id)
-        reclaim_expired(session, fit.id, settings.max_attempts)
+        if reclaim:
+            reclaim_expired(session, fit.id, settings.max_attempts)
         claims = claim_points(
-            session, campaign, worker, limit,
+            session, fit.id, fit.space.names, worker, limit,
             lease_seconds=settings.lease_seconds, campaign_seed=settings.seed,
             executor=executor_name, host=current_host(), pid=os.getpid(), user=current_user(),
         )

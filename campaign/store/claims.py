@@ -4,7 +4,7 @@ A worker owns a point while its status is ``running``, ``worker`` is its id
 and ``lease_expires_at`` (epoch seconds on the database clock) lies in the
 future. Every executor records results through :func:`record_results`, which
 applies the late-result rule: a result is kept while the point is still
-unfinished (pending or running, whoever holds it), and dropped with a log
+unfinished (pending or running, by any worker), and dropped with a log
 line once the point is done or failed. Points are updated in place, so no
 result can create a second row.
 
@@ -16,6 +16,7 @@ IMMEDIATE``, so claimers queue for the write lock.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -95,7 +96,7 @@ class Result:
 
 @dataclass(frozen=True)
 class RecordOutcome:
-    """What :func:`record_results` did with each result, by point id."""
+    """Point ids by the action :func:`record_results` took on their results."""
 
     done: list[int]
     failed: list[int]
@@ -105,7 +106,8 @@ class RecordOutcome:
 
 def claim_points(
     session: Session,
-    campaign: models.Campaign,
+    campaign_id: int,
+    names: Sequence[str],
     worker: str,
     limit: int,
     *,
@@ -118,7 +120,7 @@ def claim_points(
 ) -> list[Claim]:
     """Claim up to ``limit`` pending points of a campaign, lowest ids first.
 
-    The caller's transaction must commit for the claim to take effect. Each
+    ``names`` are the campaign's parameter names in storage order. The caller's transaction must commit for the claim to take effect. Each
     claimed point becomes ``running`` with a lease of ``lease_seconds`` on
     the database clock, and its attempt counter goes up by one.
     """
@@ -126,7 +128,7 @@ def claim_points(
         return []
     pending = (
         sa.select(_points.c.id, _points.c.x, _points.c.attempts)
-        .where(_points.c.campaign_id == campaign.id, _points.c.status == "pending")
+        .where(_points.c.campaign_id == campaign_id, _points.c.status == "pending")
         .order_by(_points.c.id)
         .limit(limit)
         # SQLite ignores FOR UPDATE; there BEGIN IMMEDIATE already serializes claimers.
@@ -139,7 +141,6 @@ def claim_points(
     clock = database_clock(session.get_bind().dialect.name)
     now = datetime.now(timezone.utc)
     claims = []
-    names = [p.name for p in campaign.parameters]
     for point_id, x_bytes, attempts in rows:
         values = np.frombuffer(x_bytes, dtype="<f8")
         claims.append(Claim(
@@ -148,14 +149,16 @@ def claim_points(
             seed=derive_seed(campaign_seed, point_id),
             attempts=attempts + 1,
         ))
+    # One statement per claim: a worker claims one or a few points at a time.
     session.execute(
         sa.update(_points)
-        .where(_points.c.id.in_([c.point_id for c in claims]))
+        .where(_points.c.id == sa.bindparam("b_id"))
         .values(
             status="running",
             worker=worker,
             lease_expires_at=clock + lease_seconds,
             attempts=_points.c.attempts + 1,
+            seed=sa.bindparam("b_seed"),
             executor=executor,
             host=host,
             pid=pid,
@@ -163,10 +166,7 @@ def claim_points(
             started_at=now,
             finished_at=None,
             error=None,
-        )
-    )
-    session.execute(
-        sa.update(_points).where(_points.c.id == sa.bindparam("b_id")).values(seed=sa.bindparam("b_seed")),
+        ),
         [{"b_id": c.point_id, "b_seed": c.seed} for c in claims],
     )
     return claims
@@ -219,7 +219,7 @@ def release_claims(session: Session, worker: str, point_ids: Iterable[int] | Non
 
 
 def reclaim_expired(session: Session, campaign_id: int, max_attempts: int) -> tuple[list[int], list[int]]:
-    """Return points whose lease ran out to pending, or fail them after ``max_attempts``.
+    """Move points whose lease ran out back to pending, or fail them after ``max_attempts``.
 
     A lease runs out when its worker stopped renewing it: the worker was
     killed, crashed, lost its connection or was paused.
@@ -264,7 +264,7 @@ def reclaim_expired(session: Session, campaign_id: int, max_attempts: int) -> tu
                 for row in give_up
             ],
         )
-        logger.error("campaign %d: points %s failed after %d expired leases",
+        logger.error("campaign %d: points %s failed: lease expired on attempt %d, the maximum",
                      campaign_id, _id_list([row.id for row in give_up]), max_attempts)
     return retry, [row.id for row in give_up]
 
@@ -272,10 +272,10 @@ def reclaim_expired(session: Session, campaign_id: int, max_attempts: int) -> tu
 def record_results(session: Session, results: Sequence[Result], *, max_attempts: int) -> RecordOutcome:
     """Store evaluation results; the one path every executor records through.
 
-    A result is kept while its point is pending or running, whoever holds
-    it, and dropped (with a log line) when the point is already done or
-    failed. A ``crashed`` result sends the point back to pending, or marks it
-    failed once it has had ``max_attempts`` attempts.
+    A result is kept while its point is pending or running, by any worker,
+    and dropped (with a log line) when the point is already done or failed.
+    A ``crashed`` result sends the point back to pending, or marks it failed
+    once it has had ``max_attempts`` attempts.
     """
     by_id = {r.point_id: r for r in results}
     status_of: dict[int, tuple[str, int]] = {}
@@ -299,7 +299,9 @@ def record_results(session: Session, results: Sequence[Result], *, max_attempts:
         getattr(outcome, {"done": "done", "failed": "failed", "pending": "retried"}[row["b_status"]]).append(point_id)
         updates.append(row)
 
-    if updates:
+    if updates and session.get_bind().dialect.name == "postgresql":
+        _update_postgresql(session, updates)
+    elif updates:
         session.execute(_RECORD_STATEMENT, updates)
     if outcome.dropped:
         logger.warning(
@@ -328,6 +330,46 @@ _RECORD_STATEMENT = (
         eval_seconds=sa.bindparam("b_eval_seconds"),
     )
 )
+
+
+# PostgreSQL updates all rows in one statement from arrays: 1.1 s instead of
+# 1.7 s for 20,000 rows with one UPDATE per row (benchmarks/bench_evaluation.py).
+_RECORD_POSTGRESQL = sa.text(
+    """
+    UPDATE points AS p SET
+        status = v.status, chi2 = v.chi2, outputs = CAST(v.outputs AS jsonb), error = v.error,
+        worker = NULL, lease_expires_at = NULL, executor = v.executor, host = v.host, pid = v.pid,
+        "user" = v.user_name, started_at = v.started_at, finished_at = v.finished_at,
+        eval_seconds = v.eval_seconds
+    FROM unnest(
+        CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:chi2 AS float8[]), CAST(:outputs AS text[]),
+        CAST(:errors AS text[]), CAST(:executors AS text[]), CAST(:hosts AS text[]), CAST(:pids AS integer[]),
+        CAST(:users AS text[]), CAST(:started AS timestamptz[]), CAST(:finished AS timestamptz[]),
+        CAST(:seconds AS float8[])
+    ) AS v(id, status, chi2, outputs, error, executor, host, pid, user_name, started_at, finished_at, eval_seconds)
+    WHERE p.id = v.id
+    """
+)
+
+
+def _update_postgresql(session: Session, rows: list[dict]) -> None:
+    def column(key):
+        return [row[key] for row in rows]
+
+    session.execute(_RECORD_POSTGRESQL, {
+        "ids": column("b_id"),
+        "statuses": column("b_status"),
+        "chi2": column("b_chi2"),
+        "outputs": [None if row["b_outputs"] is None else json.dumps(row["b_outputs"]) for row in rows],
+        "errors": column("b_error"),
+        "executors": column("b_executor"),
+        "hosts": column("b_host"),
+        "pids": column("b_pid"),
+        "users": column("b_user"),
+        "started": column("b_started_at"),
+        "finished": column("b_finished_at"),
+        "seconds": column("b_eval_seconds"),
+    })
 
 
 def _result_row(result: Result, attempts: int, max_attempts: int) -> dict:
