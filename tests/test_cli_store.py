@@ -154,3 +154,4 @@ def test_default_database_in_working_directory(tmp_path, monkeypatch):
 
     assert result.exit_code == 0
     assert (tmp_path / "campaign.db").exists()
+

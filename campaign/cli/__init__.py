@@ -7,6 +7,8 @@ exit with status 1. ``--debug`` shows the traceback of either.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 import click
 
@@ -20,6 +22,8 @@ logger = logging.getLogger("campaign")
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: 128 + SIGPIPE, what a shell reports for a program whose reader went away.
+EXIT_BROKEN_PIPE = 141
 
 
 class CampaignGroup(click.Group):
@@ -36,6 +40,11 @@ class CampaignGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            # The reader (e.g. `| head`) closed the pipe: stop quietly, and keep
+            # Python from failing again when it flushes stdout at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(EXIT_BROKEN_PIPE)
         except Exception as exc:
             _report(ctx, exc, f"Error: {type(exc).__name__}: {exc}\nRun again with --debug to see the traceback.")
             ctx.exit(EXIT_FAILURE)
