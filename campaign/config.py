@@ -97,7 +97,7 @@ class Settings:
     committee_size: int = 5
     n_candidates: int = 4096
     retune_factor: float = 2.0
-    tuning_iterations: int = 12
+    tuning_iterations: int = 8
     retrain: str = "refit"
     max_attempts: int = 3
     lease_seconds: float = 120.0

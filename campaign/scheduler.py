@@ -296,6 +296,7 @@ class _StepContext:
         batch = propose_batch(
             self.fit.space, model, arrays.x, arrays.chi2, strategy=settings.acquisition, batch_size=batch_size,
             exploration_fraction=settings.exploration_fraction, n_candidates=settings.n_candidates, rng=rng,
+            threads=settings.threads,
         )
         with self.fit.store.transaction() as session:
             campaign = session.get(models.Campaign, self.fit.id)
