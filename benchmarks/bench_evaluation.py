@@ -190,8 +190,8 @@ def main() -> None:
         f"{args.overhead_points:,} points of a likelihood that returns at once in {overhead_span:.1f} s, "
         f"so each worker spent {overhead_per_point * 1000:.1f} ms per point on claiming, recording and "
         f"the likelihood call ({overhead_span / args.overhead_points * 1000:.1f} ms of wall-clock time per "
-        "point for the four together). Each worker claims one point per transaction and records it in a "
-        "second one. Four worker processes, their heartbeat threads and PostgreSQL share two cores here, "
+        "point for the four together). Each worker records a result and claims its next point in one "
+        "transaction. Four worker processes, their heartbeat threads and PostgreSQL share two cores here, "
         "so this figure includes waiting for a core.",
         "",
         f"Scaling on PostgreSQL with a likelihood that sleeps 0.5 s, {args.scaling_points} points per worker "

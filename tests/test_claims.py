@@ -186,6 +186,37 @@ def test_record_keeps_nonfinite_chi2_exactly(db_url):
     assert chi2[2] == -math.inf
 
 
+def test_record_bulk_batch(db_url):
+    """Large batches take PostgreSQL's COPY path; values must match the per-row path."""
+    fit = make_campaign(db_url)
+    ids = add_design(fit, 300)
+    with fit.store.transaction() as session:
+        claim(fit, session, "w1", 299)
+    with fit.store.transaction() as session:
+        record_results(session, [done(ids[0], 5.0)], max_attempts=3)
+    results = [done(i, float(n)) for n, i in enumerate(ids)]
+    results[1] = done(ids[1], math.nan)
+    results[2] = done(ids[2], -math.inf)
+    results[3] = Result(point_id=ids[3], status="failed", error="ValueError: bad")
+
+    with fit.store.transaction() as session:
+        outcome = record_results(session, results, max_attempts=3)
+    assert outcome.dropped == [ids[0]]
+    assert len(outcome.done) == 298
+    assert outcome.failed == [ids[3]]
+    frame = fit.points()
+    assert frame.loc[ids[0], "chi2"] == 5.0
+    assert math.isnan(frame.loc[ids[1], "chi2"])
+    assert frame.loc[ids[2], "chi2"] == -math.inf
+    assert frame.loc[ids[3], "status"] == "failed"
+    assert frame.loc[ids[3], "error"] == "ValueError: bad"
+    assert frame.loc[ids[299], "chi2"] == 299.0
+    assert frame.loc[ids[299], "outputs"] == {"radius": 1.0}
+    assert frame.loc[ids[299], "host"] == "testhost"
+    assert frame.loc[ids[299], "worker"] is None
+    assert fit.status_counts()["running"] == 0
+
+
 def test_late_result_kept_while_unfinished(db_url):
     fit = make_campaign(db_url)
     (point_id,) = add_design(fit, 1)
