@@ -55,6 +55,9 @@ class DaskExecutor:
         self.ref = ref
         self.names = names
         self.cluster = None
+        # Dask sets its "distributed" logger to INFO; follow campaign's verbosity instead.
+        distributed_logger = logging.getLogger("distributed")
+        distributed_logger.setLevel(max(logging.getLogger("campaign").getEffectiveLevel(), distributed_logger.level))
         if scheduler is None:
             self.cluster = LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True,
