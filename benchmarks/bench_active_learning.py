@@ -105,7 +105,7 @@ def true_low_test_points(example: Example, delta_chi2: float, rng: np.random.Gen
     """Draw TEST_POINTS points uniform in the true low region by rejection sampling around each minimum.
 
     Each minimum gets a box in unit-cube coordinates that is doubled until
-    no accepted point lies in its outer tenth, so the box holds the whole
+    no accepted point lies in its outer tenth, so the box contains the whole
     region around that minimum. Boxes get draws in proportion to their
     volume, and a point that falls into an earlier box is dropped, so the
     union of the regions is sampled uniformly.

@@ -5,8 +5,8 @@ promising, uncertain and spread out. Three strategies are offered:
 
 ``committee``
     Mean and spread of a committee of boosted regressors, joined with the
-    classifier's penalty into a lower confidence bound (LCB); the batch is
-    filled by greedy max-min distance among the best-scored candidates.
+    classifier's penalty into a lower confidence bound (LCB). Greedy max-min
+    distance among the best-scored candidates fills the batch.
 ``gp``
     A Gaussian process on the lowest evaluated points (the neighbourhood of
     the low region), expected improvement (EI) weighted by the classifier's
@@ -166,8 +166,8 @@ def _select_acquisition(
         chosen, details = _select_gp(model, space, candidates, evaluated_u, evaluated_chi2, n_select, rng)
     if refined is not None:
         chosen = np.vstack([refined[None, :], chosen])
-    # NOTE: both scores aim at the minimum and leave the edge of the low region thin, so the classifier
-    # misses much of the region's volume near its edge (docs/benchmarks.md, active-learning section).
+    # NOTE: both scores aim at the minimum and leave the edge of the low region thinly sampled, so the
+    # classifier misses much of the region's volume near its edge (about half on the 4-D Gaussian example).
     return chosen, {"n_candidates": len(candidates), **details, "refinement": refined is not None}
 
 

@@ -56,10 +56,11 @@ def register_model_version(
 ) -> models.ModelVersion:
     """Store a trained surrogate as the campaign's next model version.
 
-    Version numbers are 1, 2, 3, ... per campaign. Two processes that
-    register at the same time may pick the same number; the loser's insert
-    fails on the unique constraint ``uq_model_versions_campaign_id_version``
-    inside a savepoint and it retries with the next number.
+    Version numbers are 1, 2, 3, ... per campaign. Concurrent registrations
+    wait for each other on a row lock of the campaign (PostgreSQL). If two
+    still pick the same number, the loser's insert fails on the unique
+    constraint ``uq_model_versions_campaign_id_version`` inside a savepoint,
+    and it retries with the next number.
 
     Args:
         session: An open transaction; the caller commits.
@@ -72,6 +73,10 @@ def register_model_version(
         training_mode: ``"tune"``, ``"refit"`` or ``"continue"``.
         training_seconds: Wall time of the final fit.
     """
+    # Registrations of one campaign queue on its row until the holder commits, so the next
+    # number is read after the previous one is visible. SQLite ignores FOR UPDATE and
+    # serializes writers by its database lock instead.
+    session.execute(sa.select(models.Campaign.id).where(models.Campaign.id == campaign_id).with_for_update())
     for attempt in range(1, MAX_VERSION_ATTEMPTS + 1):
         number = _next_version(session, campaign_id)
         row = models.ModelVersion(

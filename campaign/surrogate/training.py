@@ -40,7 +40,7 @@ DEFAULT_HYPERPARAMETERS = {
     "n_estimators": 150,
 }
 
-#: The regressor always sees at least this many of the lowest finite points,
+#: The regressor always trains on at least this many of the lowest finite points,
 #: so that it learns the slope towards the minimum while the low region is tiny.
 MIN_REGRESSOR_POINTS = 32
 
