@@ -95,3 +95,24 @@ def test_exploration_far_from_existing():
     chosen = select_exploration(existing, 4, np.random.default_rng(1))
     assert chosen.shape == (4, 2)
     assert (np.linalg.norm(chosen - 0.15, axis=1) > 0.4).all()
+
+
+@pytest.mark.parametrize("strategy", ["committee", "gp"])
+def test_single_acquisition_point_is_refined_minimum(trained, strategy):
+    x, chi2, model = trained
+    batch = propose_batch(SPACE, model, x, chi2, strategy=strategy, batch_size=2, exploration_fraction=0.5,
+                          n_candidates=256, rng=np.random.default_rng(3))
+    assert batch.origins == ["acquisition", "exploration"]
+    assert batch.statistics["refinement"] is True
+    refined = SPACE.from_unit(refine_minimum(SPACE.to_unit(x), chi2)[None, :])
+    np.testing.assert_allclose(batch.x[0], refined[0])
+
+
+def test_refinement_off_uses_strategy_only(trained):
+    x, chi2, model = trained
+    batch = propose_batch(SPACE, model, x, chi2, strategy="committee", batch_size=6, exploration_fraction=0.0,
+                          n_candidates=256, rng=np.random.default_rng(3), refine=False)
+    assert batch.statistics["refinement"] is False
+    assert batch.x.shape == (6, 3)
+    refined = SPACE.from_unit(refine_minimum(SPACE.to_unit(x), chi2)[None, :])
+    assert not np.isclose(batch.x, refined).all(axis=1).any()
