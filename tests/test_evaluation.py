@@ -212,13 +212,13 @@ def test_pool_timeout_and_crash(db_url, monkeypatch):
     assert "exited with status 3" in row["error"]
 
 
-def test_pool_external_command(sqlite_url, tmp_path):
+def test_pool_external_command(db_url, tmp_path):
     spec = parse_campaign({
         "name": "toy",
         "parameters": {"x": {"low": -2, "high": 2}, "y": {"low": -2, "high": 2}},
         "likelihood": {"command": [sys.executable, str(LIKELIHOODS / "evaluation_command.py")]},
     })
-    fit = api.create_campaign(spec, sqlite_url)
+    fit = api.create_campaign(spec, db_url)
     add_points_from_csv(fit, write_csv(tmp_path / "p.csv", [(1, 1), (-1, 0), (0, 0)]))
     evaluate_pending(fit, workers=1)
     rows = rows_by_x(fit)
@@ -380,10 +380,10 @@ def run_cli(args, url, env=None, **kwargs):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [["worker", "toy"], ["evaluate", "toy", "--workers", "2", "--no-progress"]])
-def test_ctrl_c_releases_claims_and_exits_130(sqlite_url, tmp_path, command):
-    fit = make_campaign(sqlite_url, "slow_if_positive")
+def test_ctrl_c_releases_claims_and_exits_130(db_url, tmp_path, command):
+    fit = make_campaign(db_url, "slow_if_positive")
     fast, slow = add_points_from_csv(fit, write_csv(tmp_path / "p.csv", [(-1, 0), (1, 0)]))
-    process = run_cli(command, sqlite_url)
+    process = run_cli(command, db_url)
     wait_for_status(fit, fast, "done", seconds=60)
     wait_for_status(fit, slow, "running", seconds=60)
     process.send_signal(signal.SIGINT)
