@@ -269,3 +269,17 @@ def test_crashed_result_retries_then_fails(db_url):
     assert row.attempts == 2
     assert "exited with status 3" in row.error
     assert "no attempts left" in row.error
+
+
+@pytest.mark.parametrize("n_points", [3, 250])
+def test_result_records_evaluating_version(db_url, n_points):
+    fit = make_campaign(db_url)
+    ids = add_design(fit, n_points)
+
+    with fit.store.transaction() as session:
+        record_results(session, [done(i, 1.0) for i in ids[:-1]], max_attempts=3, likelihood_version="v8")
+        record_results(session, [done(ids[-1], 1.0)], max_attempts=3)
+
+    assert point(fit, ids[0]).likelihood_version == "v8"
+    assert point(fit, ids[-2]).likelihood_version == "v8"
+    assert point(fit, ids[-1]).likelihood_version == "v7"

@@ -163,7 +163,9 @@ def _record_and_claim(
     """
     settings = fit.settings
     with fit.store.transaction() as session:
-        outcome = record_results(session, results, max_attempts=settings.max_attempts) if results else None
+        outcome = record_results(
+            session, results, max_attempts=settings.max_attempts, likelihood_version=fit.spec.likelihood.version
+        ) if results else None
         if reclaim:
             reclaim_expired(session, fit.id, settings.max_attempts)
         claims = claim_points(
@@ -182,7 +184,9 @@ def _record(fit, results: Sequence[Result], summary: EvaluationSummary, bar) -> 
     if not results:
         return
     with fit.store.transaction() as session:
-        outcome = record_results(session, results, max_attempts=fit.settings.max_attempts)
+        outcome = record_results(
+            session, results, max_attempts=fit.settings.max_attempts, likelihood_version=fit.spec.likelihood.version
+        )
     _count(outcome, summary, bar)
 
 

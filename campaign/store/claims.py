@@ -270,13 +270,18 @@ def reclaim_expired(session: Session, campaign_id: int, max_attempts: int) -> tu
     return retry, [row.id for row in give_up]
 
 
-def record_results(session: Session, results: Sequence[Result], *, max_attempts: int) -> RecordOutcome:
+def record_results(
+    session: Session, results: Sequence[Result], *, max_attempts: int, likelihood_version: str | None = None
+) -> RecordOutcome:
     """Store evaluation results; the one path every executor records through.
 
     A result is kept while its point is pending or running, by any worker,
     and dropped (with a log line) when the point is already done or failed.
     A ``crashed`` result sends the point back to pending, or marks it failed
-    once it has had ``max_attempts`` attempts.
+    once it has had ``max_attempts`` attempts. ``likelihood_version`` is the
+    version of the likelihood that produced the results. It replaces the
+    version stored when the point was added, so each point records what
+    evaluated it.
     """
     by_id = {r.point_id: r for r in results}
     status_of: dict[int, tuple[str, int]] = {}
@@ -297,6 +302,7 @@ def record_results(session: Session, results: Sequence[Result], *, max_attempts:
             outcome.dropped.append(point_id)
             continue
         row = _result_row(result, attempts, max_attempts)
+        row["b_version"] = likelihood_version
         getattr(outcome, {"done": "done", "failed": "failed", "pending": "retried"}[row["b_status"]]).append(point_id)
         updates.append(row)
 
@@ -329,6 +335,7 @@ _RECORD_STATEMENT = (
         started_at=sa.bindparam("b_started_at"),
         finished_at=sa.bindparam("b_finished_at"),
         eval_seconds=sa.bindparam("b_eval_seconds"),
+        likelihood_version=sa.func.coalesce(sa.bindparam("b_version", type_=sa.String), _points.c.likelihood_version),
     )
 )
 
@@ -340,10 +347,11 @@ COPY_THRESHOLD = 200
 
 _RESULT_COLUMNS = (
     "id bigint, status text, chi2 float8, outputs jsonb, error text, executor text, host text, "
-    "pid integer, user_name text, started_at timestamptz, finished_at timestamptz, eval_seconds float8"
+    "pid integer, user_name text, started_at timestamptz, finished_at timestamptz, eval_seconds float8, "
+    "likelihood_version text"
 )
 _ROW_KEYS = ("b_id", "b_status", "b_chi2", "b_outputs", "b_error", "b_executor", "b_host", "b_pid", "b_user",
-             "b_started_at", "b_finished_at", "b_eval_seconds")
+             "b_started_at", "b_finished_at", "b_eval_seconds", "b_version")
 
 
 def _update_postgresql(session: Session, rows: list[dict]) -> None:
@@ -362,7 +370,8 @@ def _update_postgresql(session: Session, rows: list[dict]) -> None:
         "UPDATE points AS p SET status = v.status, chi2 = v.chi2, outputs = v.outputs, error = v.error, "
         "worker = NULL, lease_expires_at = NULL, executor = v.executor, host = v.host, pid = v.pid, "
         '"user" = v.user_name, started_at = v.started_at, finished_at = v.finished_at, '
-        "eval_seconds = v.eval_seconds FROM campaign_results AS v WHERE p.id = v.id"
+        "eval_seconds = v.eval_seconds, likelihood_version = COALESCE(v.likelihood_version, p.likelihood_version) "
+        "FROM campaign_results AS v WHERE p.id = v.id"
     )
 
 
