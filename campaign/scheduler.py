@@ -39,7 +39,7 @@ from campaign.surrogate.registry import load_model, register_model_version
 from campaign.surrogate.training import cross_validate, prepare_training_set, train_surrogate
 from campaign.surrogate.tuning import tune_hyperparameters
 
-__all__ = ["StepReport", "run_step", "run_steps", "list_steps", "check_point_versions", "step_seed"]
+__all__ = ["StepReport", "run_step", "run_steps", "list_steps", "count_other_versions", "step_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +110,17 @@ def run_step(
         progress: Show a progress bar while evaluating.
 
     Raises:
-        ConflictError: Another stepper has the campaign's lock, points were
-            evaluated with another likelihood version, or no point has a finite chi2.
+        ConflictError: Another stepper has the campaign's lock, or no point
+            has a finite chi2.
     """
     echo = echo or (lambda line: None)
     settings = fit.settings
     with StepperLock(fit.store, fit.id, fit.name, settings.lease_seconds) as lock:
-        check_point_versions(fit)
+        other_versions = count_other_versions(fit)
+        if other_versions:
+            found = ", ".join(f"{count} with version {version!r}" for version, count in sorted(other_versions.items()))
+            logger.warning("campaign %s: ignoring points of other likelihood versions: %s", fit.name, found)
+            echo(f"ignoring evaluated points of other likelihood versions: {found}")
         context = _StepContext(fit, lock, echo, workers, executor, progress)
         unfinished = _find_unfinished_step(fit)
         if unfinished is not None and unfinished.phase == "evaluate":
@@ -175,25 +179,25 @@ def run_steps(
     return reports
 
 
-def check_point_versions(fit) -> None:
-    """Reject a campaign whose evaluated points used a likelihood version other than the campaign's.
+def count_other_versions(fit) -> dict[str, int]:
+    """Count evaluated points of likelihood versions other than the campaign's.
 
-    Raises:
-        ConflictError: Listing each other version and its number of points.
+    Training ignores those points (see :meth:`campaign.api.Campaign.arrays`),
+    because a surrogate must not mix likelihood versions. They exist only
+    after a forced ``campaign update`` of the likelihood version.
     """
     points = models.Point
     with fit.store.transaction() as session:
         rows = session.execute(
             sa.select(points.likelihood_version, sa.func.count())
-            .where(points.campaign_id == fit.id, points.likelihood_version != fit.spec.likelihood.version)
+            .where(
+                points.campaign_id == fit.id,
+                points.status == "done",
+                points.likelihood_version != fit.spec.likelihood.version,
+            )
             .group_by(points.likelihood_version)
         ).all()
-    if rows:
-        found = ", ".join(f"{count} points with version {version!r}" for version, count in rows)
-        raise ConflictError(
-            f"campaign {fit.name!r} uses likelihood version {fit.spec.likelihood.version!r}, but it has {found}; "
-            "a surrogate must not mix likelihood versions. Create a new campaign for the new version"
-        )
+    return dict(rows)
 
 
 class _StepContext:
