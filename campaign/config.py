@@ -83,6 +83,9 @@ class Settings:
         convergence_tolerance: Improvement of the best chi2 below which a step
             counts as not improving.
         convergence_patience: Consecutive non-improving steps for convergence.
+        convergence_mae: Largest mean absolute chi2 error of the regressor on
+            the newest batch's low-region points for convergence. An error
+            near 1 already shifts 68% intervals, whose delta chi2 is 1.
         threads: Threads used by XGBoost and scikit-learn (fixed for reproducibility).
     """
 
@@ -103,6 +106,7 @@ class Settings:
     lease_seconds: float = 120.0
     convergence_tolerance: float = 0.1
     convergence_patience: int = 3
+    convergence_mae: float = 1.0
     threads: int = 1
 
     def low_region_width(self, dim: int) -> float:
@@ -237,6 +241,7 @@ _SETTING_CHECKS: dict[str, tuple[type, Any]] = {
     "lease_seconds": (float, lambda v: v > 0),
     "convergence_tolerance": (float, lambda v: v >= 0),
     "convergence_patience": (int, lambda v: v >= 1),
+    "convergence_mae": (float, lambda v: v > 0),
     "threads": (int, lambda v: v >= 1),
 }
 

@@ -179,6 +179,12 @@ def run_steps(
     return reports
 
 
+def _batch_error_text(batch_mae: float | None, limit: float) -> str:
+    if batch_mae is None:
+        return ""
+    return f", batch MAE {batch_mae:.3g} (limit {limit:g})"
+
+
 def count_other_versions(fit) -> dict[str, int]:
     """Count evaluated points of likelihood versions other than the campaign's.
 
@@ -345,7 +351,8 @@ class _StepContext:
         logger.info("campaign %s: step %d done, best chi2 %s", self.fit.name, number, best)
         state = "converged" if convergence["converged"] else \
             f"not converged ({convergence['quiet_steps']}/{self.settings.convergence_patience} quiet steps" \
-            f"{', regressor settled' if convergence['settled'] else ''})"
+            f"{', regressor settled' if convergence['settled'] else ''}" \
+            f"{_batch_error_text(convergence.get('batch_mae_low'), self.settings.convergence_mae)})"
         self.echo(f"step {number}: done, best chi2 {_number(best)}, {report.n_evaluated} evaluated, "
                   f"{report.n_failed} failed; {state}")
         return report
@@ -437,9 +444,10 @@ class _StepContext:
         A step is quiet when it lowered the best chi2 by less than
         ``convergence_tolerance``. The regressor has settled when its mean
         absolute error on the batch's points inside the low region is at
-        most :data:`SETTLED_ERROR_FACTOR` times its cross-validated error.
+        most :data:`SETTLED_ERROR_FACTOR` times its cross-validated error, and
+        it is accurate when that batch error is at most ``convergence_mae``.
         The campaign has converged after ``convergence_patience`` quiet steps
-        in a row with a settled regressor.
+        in a row with a settled and accurate regressor.
         """
         settings = self.settings
         previous = session.scalars(sa.select(models.Step).where(
@@ -457,10 +465,11 @@ class _StepContext:
 
         batch_mae, n_batch_low, cv_mae = self._batch_error(session, step, best)
         settled = batch_mae is not None and cv_mae is not None and batch_mae <= SETTLED_ERROR_FACTOR * cv_mae
+        accurate = batch_mae is not None and batch_mae <= settings.convergence_mae
         return {
             "improvement": improvement, "quiet_steps": quiet_steps, "batch_mae_low": batch_mae,
-            "n_batch_low": n_batch_low, "cv_mae_low": cv_mae, "settled": settled,
-            "converged": bool(settled and quiet_steps >= settings.convergence_patience),
+            "n_batch_low": n_batch_low, "cv_mae_low": cv_mae, "settled": settled, "accurate": accurate,
+            "converged": bool(settled and accurate and quiet_steps >= settings.convergence_patience),
         }
 
     def _batch_error(self, session, step: models.Step, best: float | None) -> tuple[float | None, int, float | None]:

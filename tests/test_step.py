@@ -87,6 +87,17 @@ def test_max_evaluations_limits_run(sqlite_url, repo_cwd):
     assert point_count(fit) == 33
 
 
+@pytest.mark.parametrize(("limit", "accurate"), [(1e-9, False), (1e9, True)])
+def test_convergence_needs_accurate_regressor(sqlite_url, repo_cwd, limit, accurate):
+    fit = make_campaign(sqlite_url, convergence_mae=limit, convergence_patience=1, convergence_tolerance=1e9)
+
+    reports = fit.run(steps=2, workers=1)
+
+    assert reports[-1].convergence["accurate"] is accurate
+    if not accurate:
+        assert reports[-1].convergence["converged"] is False
+
+
 def test_second_stepper_conflict_names_holder(db_url, repo_cwd):
     fit = make_campaign(db_url)
     with StepperLock(fit.store, fit.id, fit.name, lease_seconds=60):

@@ -96,4 +96,6 @@ def _convergence_text(convergence: dict) -> str:
     if convergence.get("converged"):
         return "converged"
     settled = "settled" if convergence.get("settled") else "not settled"
-    return f"{convergence.get('quiet_steps', 0)} quiet, {settled}"
+    error = convergence.get("batch_mae_low")
+    error_text = f", batch MAE {error:.3g}" if error is not None else ""
+    return f"{convergence.get('quiet_steps', 0)} quiet, {settled}{error_text}"

@@ -30,7 +30,7 @@ python -c "import flavio" 2>/dev/null || {
 }
 
 set -x
-campaign create --file "examples/$name/campaign.yaml"
+campaign show "$name" >/dev/null 2>&1 || campaign create --file "examples/$name/campaign.yaml"
 campaign run "$name" --until-converged --max-evaluations "${MAX_EVALUATIONS:-600}" --workers "$workers" --no-progress
 campaign sample "$name" --walkers "${WALKERS:-32}" --max-steps "${SAMPLE_STEPS:-20000}" --seed 7
 campaign validate "$name" --n "${VALIDATION_POINTS:-50}" --workers "$workers"
