@@ -10,10 +10,9 @@ The command line is a thin layer over these functions::
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 
 from campaign.config import CampaignSpec
@@ -24,6 +23,9 @@ from campaign.store.campaigns import (
     best_chi2, find_campaign, insert_campaign, list_campaigns, spec_of, status_counts, update_campaign as _update_row,
 )
 from campaign.store.points import PointArrays, load_points
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Campaign", "create_campaign", "update_campaign", "open_campaign", "campaigns", "query", "import_bundle"]
 
@@ -85,6 +87,8 @@ class Campaign:
             rows = connection.execute(query).mappings().all()
         names = list(self.space.names)
         x = np.frombuffer(b"".join(r["x"] for r in rows), dtype="<f8").reshape(len(rows), len(names))
+        import pandas as pd
+
         frame = pd.DataFrame(x, columns=names)
         frame.insert(0, "id", [r["id"] for r in rows])
         skip = {"x", "params", "key", "campaign_id", "id"}
@@ -97,9 +101,9 @@ class Campaign:
         """Run one read-only SQL statement on this campaign's relations.
 
         ``points``, ``samples``, ``models`` and ``chains`` show only this
-        campaign; see :func:`campaign.query.run_query`.
+        campaign; see :func:`campaign.sql.run_query`.
         """
-        from campaign.query import run_query
+        from campaign.sql import run_query
 
         return run_query(sql, self.store.url, campaign=self.name)
 
@@ -195,6 +199,8 @@ class Campaign:
         with self.store.transaction() as session:
             chain_row = find_chain(session, self.id, chain_id)
             iteration, walker, x, log_prob = load_samples(session, chain_row.id, self.space.dim)
+        import pandas as pd
+
         frame = pd.DataFrame(x, columns=list(self.space.names))
         frame.insert(0, "walker", walker)
         frame.insert(0, "iteration", iteration)
@@ -292,8 +298,8 @@ def campaigns(url: str | None = None) -> list[dict]:
 
 
 def query(sql: str, url: str | None = None, campaign: str | None = None) -> pd.DataFrame:
-    """Run one read-only SQL statement; see :func:`campaign.query.run_query`."""
-    from campaign.query import run_query
+    """Run one read-only SQL statement; see :func:`campaign.sql.run_query`."""
+    from campaign.sql import run_query
 
     return run_query(sql, url, campaign=campaign)
 

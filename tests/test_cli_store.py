@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 import sqlalchemy as sa
@@ -155,3 +157,18 @@ def test_default_database_in_working_directory(tmp_path, monkeypatch):
     assert result.exit_code == 0
     assert (tmp_path / "campaign.db").exists()
 
+
+
+def test_backend_choices_match_compiled():
+    from campaign.cli.posterior_commands import COMPILED_BACKENDS
+    from campaign.surrogate.compiled import BACKENDS
+
+    assert COMPILED_BACKENDS == BACKENDS
+
+
+def test_help_imports_no_xgboost():
+    code = "import sys; from campaign.cli import main; print('xgboost' in sys.modules, 'pandas' in sys.modules)"
+
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    assert completed.stdout.split() == ["False", "False"]

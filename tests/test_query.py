@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from campaign.cli import main
 from campaign.errors import ConfigError, NotFoundError, SchemaError
-from campaign.query import check_single_statement, run_query
+from campaign.sql import check_single_statement, run_query
 from sharing_data import GRID, N_ITERATIONS, N_WALKERS, fill_campaign
 
 

@@ -7,7 +7,7 @@ import click
 from campaign import api
 from campaign.cli import main
 from campaign.cli.format import format_table
-from campaign.query import FORMATS, write_result
+from campaign.sql import FORMATS, write_result
 
 
 @main.command()

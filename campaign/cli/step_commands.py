@@ -7,8 +7,6 @@ import click
 from campaign import api
 from campaign.cli import main
 from campaign.cli.format import format_table, format_value
-from campaign.scheduler import list_steps
-from campaign.surrogate.registry import list_model_versions
 
 _EXECUTORS = click.Choice(["local", "dask"])
 
@@ -67,6 +65,9 @@ def run(obj, name, steps, until_converged, max_evaluations, workers, executor, p
 
 def echo_steps_and_models(fit) -> None:
     """Print a campaign's steps and model versions, as ``campaign show`` ends."""
+    from campaign.scheduler import list_steps  # imported on use, to keep --help fast
+    from campaign.surrogate.registry import list_model_versions
+
     steps = list_steps(fit)
     click.echo("\nSteps:" if steps else "\nSteps: none yet; run `campaign step NAME`")
     if steps:

@@ -11,10 +11,6 @@ import logging
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from campaign.errors import SchemaError
@@ -40,6 +36,8 @@ def alembic_config() -> Config:
             f"migrations not found at {MIGRATIONS_DIR}; install campaign from its "
             "source tree with `pip install -e .`"
         )
+    from alembic.config import Config  # Alembic is imported on use, to keep --help fast
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
@@ -47,11 +45,15 @@ def alembic_config() -> Config:
 
 def head_revision() -> str:
     """Return the newest revision of the bundled migrations."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def known_revisions() -> list[str]:
     """Return all bundled revisions, oldest first."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
@@ -61,6 +63,8 @@ def current_revision(connection: Connection | Engine) -> str | None:
     if isinstance(connection, Engine):
         with connection.connect() as conn:
             return current_revision(conn)
+    from alembic.runtime.migration import MigrationContext
+
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
     return context.get_current_revision()
 
@@ -79,6 +83,8 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
         before = current_revision(connection)
         _check_known(before)
         config.attributes["connection"] = connection
+        from alembic import command
+
         command.upgrade(config, revision)
         after = current_revision(connection)
     if before != after:

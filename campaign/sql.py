@@ -22,15 +22,18 @@ from __future__ import annotations
 import logging
 import math
 import re
+from typing import TYPE_CHECKING
 from pathlib import Path
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from campaign.errors import ConfigError, NotFoundError, SchemaError
 from campaign.store.engine import create_engine, resolve_url, safe_url
 from campaign.store.schema import VERSION_TABLE, current_revision, head_revision
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["run_query", "check_single_statement", "write_result", "FORMATS", "RELATIONS"]
 
@@ -318,6 +321,8 @@ def _columns_of(connection: Connection, relation: str) -> list[str]:
 
 
 def _to_frame(columns: list[str], rows: list) -> pd.DataFrame:
+    import pandas as pd  # pandas is imported on use, to keep --help fast
+
     frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
     for column in frame.columns:
         if frame[column].dtype == object and _is_number_column(frame[column]):
