@@ -259,6 +259,8 @@ def format_table(rows: list[tuple[str, str, bool, RunResult]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", nargs="*", default=list(BUDGETS), help="examples to run (directory names)")
+    parser.add_argument("--strategies", nargs="*", default=sorted({s for s, _ in RUNS}),
+                        help="strategies to run, each with and without the refinement point as in RUNS")
     parser.add_argument("--no-write", action="store_true", help="print the table without writing docs/benchmarks.md")
     args = parser.parse_args()
 
@@ -267,7 +269,7 @@ def main() -> None:
         example = load_example(name)
         delta = example.spec.settings.low_region_width(example.spec.space.dim)
         test_points = true_low_test_points(example, delta, np.random.default_rng(0))
-        for strategy, refine in RUNS:
+        for strategy, refine in [run for run in RUNS if run[0] in args.strategies]:
             result = run_strategy(example, strategy, refine, BUDGETS[name], test_points)
             print(name, strategy, "refine" if refine else "no-refine", result, flush=True)
             rows.append((name, strategy, refine, result))

@@ -15,10 +15,16 @@ promising, uncertain and spread out. Three strategies are offered:
 ``random``
     Space-filling points only, the baseline of the benchmarks.
 
-Every batch keeps a share of space-filling
-exploration points, chosen far from all evaluated points, so that a missed
-mode can still be found. Everything happens in unit-cube coordinates (``space.to_unit``), and numpy's
-BLAS runs on ``threads`` threads, which fixes the GP's last digits and keeps
+Whatever the strategy, each step first splits the evaluated points into
+basins (:mod:`campaign.basins`). Each of the best MAX_BASINS basins gets its
+own local candidates, the minimum of a quadratic through its lowest points,
+and one point of lowest surrogate chi2, so that every mode found is refined.
+Part of the batch fills the low region of each basin up to its edge
+(:func:`select_fill`), where the classifier needs points. Every batch keeps a
+share of space-filling exploration points, chosen far from all evaluated
+points, so that a missed mode can still be found. Everything happens in
+unit-cube coordinates (``space.to_unit``), and numpy's BLAS runs on
+``threads`` threads, which fixes the GP's last digits and keeps
 its linear algebra from oversubscribing a busy machine.
 """
 
@@ -40,12 +46,14 @@ from sklearn.linear_model import LinearRegression
 from sklearn.preprocessing import PolynomialFeatures
 from threadpoolctl import threadpool_limits
 
+from campaign.basins import Basin, enclosing_ellipsoid, find_basins
 from campaign.config import ACQUISITIONS
 from campaign.errors import ConfigError
 from campaign.space import ParameterSpace
 from campaign.surrogate.model import SurrogateModel, combine_chi2
 
-__all__ = ["Batch", "propose_batch", "draw_candidates", "refine_minimum", "select_exploration", "exploration_count"]
+__all__ = ["Batch", "propose_batch", "draw_candidates", "refine_minimum", "select_exploration", "select_fill",
+           "exploration_count"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +75,19 @@ GP_SHORTLIST_FACTOR = 16
 LOCAL_SCALES = (1.0, 0.3, 0.1, 0.03)
 #: Spread per axis, in unit-cube coordinates, when the low region has one point.
 DEFAULT_LOCAL_SPREAD = 0.05
-#: Best points that are always among the centres of local candidates.
+#: Best points of a basin that are always among the centres of its local candidates.
 BEST_CENTRES = 8
+#: Basins (see campaign.basins) that get their own refinement point and local candidates, best first.
+MAX_BASINS = 3
+#: Share of the acquisition points, after refinement and basin quota, that fill the low region.
+FILL_FRACTION = 0.75
+#: Uniform draws inside the low regions' ellipsoids from which the fill points are picked.
+FILL_CANDIDATES = 2048
+#: Fill candidates need classifier log-odds of "low" above this (a probability of about 0.12),
+#: so points just outside the classifier's current region are still probed.
+FILL_MIN_MARGIN = -2.0
+#: Refined minima of two basins closer than this in every unit-cube coordinate count as one.
+DUPLICATE_TOLERANCE = 1e-3
 
 
 @dataclass
@@ -121,8 +140,8 @@ def propose_batch(
         n_candidates: Candidates scored by the strategy.
         rng: Source of all randomness of the proposal.
         threads: BLAS and OpenMP threads of the GP and the quadratic fit.
-        refine: Make one acquisition point the minimum of the quadratic
-            through the lowest points (:func:`refine_minimum`).
+        refine: Make the first acquisition points the minima of quadratics
+            through the lowest points of each basin (:func:`refine_minimum`).
 
     Returns:
         A :class:`Batch` of ``batch_size`` points inside the box.
@@ -156,54 +175,157 @@ def _select_acquisition(
     model: SurrogateModel, space: ParameterSpace, strategy: str, evaluated_u: np.ndarray, evaluated_chi2: np.ndarray,
     n: int, n_candidates: int, rng: np.random.Generator, refine: bool,
 ) -> tuple[np.ndarray, dict]:
-    """Draw candidates and pick ``n`` of them with the strategy, the refined minimum first when there is one."""
-    candidates = draw_candidates(evaluated_u, evaluated_chi2, model.delta_chi2, n_candidates, rng)
-    refined = refine_minimum(evaluated_u, evaluated_chi2) if refine else None
-    n_select = n - (refined is not None)
+    """Pick ``n`` acquisition points: refined basin minima, basin quota, low-region fill, then the strategy's choice.
+
+    The refined minimum of each basin comes first, one point per basin and
+    the best basin first. Then each further basin gets its local candidate
+    of lowest surrogate chi2, so every mode keeps being refined even where
+    the strategy's score prefers the best one. FILL_FRACTION of the rest
+    fills the low region up to its edge, and the strategy picks the remainder.
+    """
+    basins = find_basins(evaluated_u, evaluated_chi2)[:MAX_BASINS]
+    chosen = _refine_basins(evaluated_u, evaluated_chi2, basins)[:n] if refine else np.empty((0, space.dim))
+    n_refined = len(chosen)
+
+    candidates, candidate_basins = draw_candidates(evaluated_u, evaluated_chi2, model.delta_chi2, n_candidates, rng,
+                                                   basins=basins)
+    quota = _select_basin_quota(model, space, candidates, candidate_basins, len(basins), n - len(chosen))
+    chosen = np.vstack([chosen, quota])
+
+    n_fill = int(FILL_FRACTION * (n - len(chosen)))
+    fill = select_fill(model, space, evaluated_u, evaluated_chi2, basins, n_fill, rng, existing_u=chosen)
+    chosen = np.vstack([chosen, fill])
+
+    n_select = n - len(chosen)
     if strategy == "committee":
-        chosen, details = _select_committee(model, space, candidates, n_select)
+        picked, details = _select_committee(model, space, candidates, n_select)
     else:
-        chosen, details = _select_gp(model, space, candidates, evaluated_u, evaluated_chi2, n_select, rng)
-    if refined is not None:
-        chosen = np.vstack([refined[None, :], chosen])
-    # NOTE: both scores aim at the minimum and leave the edge of the low region thinly sampled, so the
-    # classifier misses much of the region's volume near its edge (about half on the 4-D Gaussian example).
-    return chosen, {"n_candidates": len(candidates), **details, "refinement": refined is not None}
+        picked, details = _select_gp(model, space, candidates, evaluated_u, evaluated_chi2, n_select, rng)
+    chosen = np.vstack([chosen, picked])
+    return chosen, {"n_candidates": len(candidates), **details, "refinement": n_refined > 0, "n_basins": len(basins),
+                    "n_refined": n_refined, "n_basin_quota": len(quota), "n_fill": len(fill)}
+
+
+def _refine_basins(evaluated_u: np.ndarray, evaluated_chi2: np.ndarray, basins: list[Basin]) -> np.ndarray:
+    """Refine the minimum of each basin with enough points, dropping refined points that coincide.
+
+    Returns:
+        Unit-cube coordinates, shape (k, dim), the best basin first.
+    """
+    refined: list[np.ndarray] = []
+    for basin in basins:
+        point = refine_minimum(evaluated_u[basin.members], evaluated_chi2[basin.members])
+        if point is not None and all(np.abs(point - other).max() > DUPLICATE_TOLERANCE for other in refined):
+            refined.append(point)
+    return np.array(refined).reshape(-1, evaluated_u.shape[1])
+
+
+def _select_basin_quota(
+    model: SurrogateModel, space: ParameterSpace, candidates: np.ndarray, candidate_basins: np.ndarray,
+    n_basins: int, n: int,
+) -> np.ndarray:
+    """Pick, for each basin but the best, its local candidate of lowest surrogate chi2; at most ``n`` points."""
+    rows = []
+    for basin in range(1, n_basins):
+        local = np.flatnonzero(candidate_basins == basin)
+        if len(local) and len(rows) < n:
+            chi2 = model.surrogate_chi2(space.from_unit(candidates[local]))
+            rows.append(local[int(np.argmin(chi2))])
+    return candidates[rows].reshape(-1, space.dim)
+
+
+def select_fill(
+    model: SurrogateModel, space: ParameterSpace, evaluated_u: np.ndarray, evaluated_chi2: np.ndarray,
+    basins: list[Basin], n: int, rng: np.random.Generator, existing_u: np.ndarray | None = None,
+) -> np.ndarray:
+    """Choose ``n`` points that fill the low region of each basin up to its edge.
+
+    Scores aimed at the minimum leave the edge of the low region thinly
+    sampled, so the classifier misses much of the region's volume there.
+    Candidates are drawn uniformly inside the enlarged ellipsoid around the
+    low points of each basin (:func:`enclosing_ellipsoid`), in proportion to
+    the ellipsoids' volumes. Those that the classifier does not clearly
+    reject (log-odds above FILL_MIN_MARGIN) are picked by greedy max-min
+    distance to the evaluated points, so the emptiest parts go first.
+
+    Args:
+        existing_u: Points already in the batch, shape (k, dim), kept away from as the evaluated ones are.
+
+    Returns:
+        Unit-cube coordinates, shape (at most n, dim); empty while no basin
+        has dim + 2 low points.
+    """
+    dim = evaluated_u.shape[1]
+    threshold = model.chi2_min + model.delta_chi2
+    ellipsoids = []
+    for basin in basins:
+        with np.errstate(invalid="ignore"):
+            low = basin.members[evaluated_chi2[basin.members] < threshold]
+        ellipsoid = enclosing_ellipsoid(evaluated_u[low])
+        if ellipsoid is not None:
+            ellipsoids.append(ellipsoid)
+    if n <= 0 or not ellipsoids:
+        return np.empty((0, dim))
+
+    volumes = np.array([ellipsoid.volume_factor for ellipsoid in ellipsoids])
+    counts = np.maximum(1, np.round(FILL_CANDIDATES * volumes / volumes.sum())).astype(int)
+    draws = np.vstack([ellipsoid.draw(count, rng) for ellipsoid, count in zip(ellipsoids, counts)])
+    draws = draws[np.all((draws >= 0.0) & (draws <= 1.0), axis=1)]
+    if not len(draws):
+        return np.empty((0, dim))
+    draws = draws[model.classifier_margin(space.from_unit(draws)) > FILL_MIN_MARGIN]
+    existing = evaluated_u if existing_u is None else np.vstack([evaluated_u, existing_u])
+    return draws[_farthest_points(draws, existing, n)]
 
 
 def draw_candidates(
-    evaluated_u: np.ndarray, evaluated_chi2: np.ndarray, delta_chi2: float, n: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Draw candidates in the unit cube: half scrambled Sobol, half Gaussian draws around low points.
+    evaluated_u: np.ndarray, evaluated_chi2: np.ndarray, delta_chi2: float, n: int, rng: np.random.Generator,
+    basins: list[Basin] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw candidates in the unit cube: half scrambled Sobol, half Gaussian draws around the basins' low points.
 
-    The centres of the local draws are the best points and the points of
-    the low region. Their spread per axis is the low region's standard
-    deviation times one of :data:`LOCAL_SCALES`, so candidates cover the
+    The local draws are split evenly between the basins. Their centres are
+    a basin's best points and its points within delta_chi2 of the basin's
+    best chi2. Their spread per axis is those points' standard deviation
+    times one of :data:`LOCAL_SCALES`, so candidates cover each basin's low
     region and refine its minimum.
 
+    Args:
+        basins: Basins of the evaluated points; :func:`find_basins` when None.
+
     Returns:
-        Unit-cube coordinates, shape (n, dim).
+        Unit-cube coordinates, shape (n, dim), and the basin of each
+        candidate (its index in ``basins``, -1 for Sobol draws), shape (n,).
     """
     dim = evaluated_u.shape[1]
     n_global = n // 2
     global_draws = _sobol(dim, n_global, rng)
+    basins = find_basins(evaluated_u, evaluated_chi2) if basins is None else basins
+    if not basins:
+        return np.vstack([global_draws, rng.random((n - n_global, dim))]), np.full(n, -1)
 
-    finite = np.isfinite(evaluated_chi2)
-    if not finite.any():
-        return np.vstack([global_draws, rng.random((n - n_global, dim))])
-    order = np.argsort(np.where(finite, evaluated_chi2, np.inf), kind="stable")
-    chi2_min = evaluated_chi2[order[0]]
-    with np.errstate(invalid="ignore"):
-        low = np.flatnonzero(finite & (evaluated_chi2 < chi2_min + delta_chi2))
-    centres = np.unique(np.concatenate([order[:BEST_CENTRES], low]))
-    spread = evaluated_u[low].std(axis=0) if len(low) > 1 else np.full(dim, DEFAULT_LOCAL_SPREAD)
+    local, tags = [global_draws], [np.full(n_global, -1)]
+    shares = np.diff(np.linspace(0, n - n_global, len(basins) + 1).round().astype(int))
+    for index, (basin, n_local) in enumerate(zip(basins, shares)):
+        local.append(_draw_around_basin(evaluated_u, evaluated_chi2, basin, delta_chi2, n_local, rng))
+        tags.append(np.full(n_local, index))
+    return np.vstack(local), np.concatenate(tags)
+
+
+def _draw_around_basin(
+    evaluated_u: np.ndarray, evaluated_chi2: np.ndarray, basin: Basin, delta_chi2: float, n: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Draw ``n`` Gaussian points around a basin's best and low points, clipped to the unit cube."""
+    dim = evaluated_u.shape[1]
+    near = basin.members[evaluated_chi2[basin.members] < basin.best_chi2 + delta_chi2]
+    centres = np.unique(np.concatenate([basin.members[:BEST_CENTRES], near]))
+    spread = evaluated_u[near].std(axis=0) if len(near) > 1 else np.full(dim, DEFAULT_LOCAL_SPREAD)
     spread = np.clip(spread, 1e-3, 0.5)
 
-    n_local = n - n_global
-    picks = centres[rng.integers(0, len(centres), size=n_local)]
-    scales = rng.choice(LOCAL_SCALES, size=(n_local, 1))
-    local = evaluated_u[picks] + rng.standard_normal((n_local, dim)) * spread * scales
-    return np.vstack([global_draws, np.clip(local, 0.0, 1.0)])
+    picks = centres[rng.integers(0, len(centres), size=n)]
+    scales = rng.choice(LOCAL_SCALES, size=(n, 1))
+    return np.clip(evaluated_u[picks] + rng.standard_normal((n, dim)) * spread * scales, 0.0, 1.0)
 
 
 def refine_minimum(evaluated_u: np.ndarray, evaluated_chi2: np.ndarray) -> np.ndarray | None:
@@ -213,7 +335,8 @@ def refine_minimum(evaluated_u: np.ndarray, evaluated_chi2: np.ndarray) -> np.nd
     more precisely than their leaves. A least-squares quadratic through the
     QUADRATIC_POINT_FACTOR * (number of coefficients) lowest finite points,
     minimized inside the box that those points span, gives one point of
-    each batch that refines the best minimum, as a trust-region step would.
+    each batch that refines a minimum, as a trust-region step would. Called
+    with the points of one basin, it refines that basin's minimum.
 
     Returns:
         Unit-cube coordinates, shape (dim,), or None.
@@ -249,13 +372,18 @@ def select_exploration(existing_u: np.ndarray, n: int, rng: np.random.Generator)
     if n == 0:
         return np.empty((0, dim))
     pool = _sobol(dim, max(64 * n, 256), rng)
+    return pool[_farthest_points(pool, existing_u, n)]
+
+
+def _farthest_points(pool: np.ndarray, existing_u: np.ndarray, n: int) -> np.ndarray:
+    """Return indices of at most ``n`` rows of ``pool``, each in turn the farthest from ``existing_u`` and the earlier picks."""
     nearest = cdist(pool, existing_u).min(axis=1) if len(existing_u) else np.full(len(pool), np.inf)
-    chosen = []
-    for _ in range(n):
+    chosen: list[int] = []
+    for _ in range(min(n, len(pool))):
         index = int(np.argmax(nearest))
         chosen.append(index)
         nearest = np.minimum(nearest, cdist(pool, pool[index : index + 1])[:, 0])
-    return pool[chosen]
+    return np.asarray(chosen, dtype=int)
 
 
 def _select_committee(model: SurrogateModel, space: ParameterSpace, candidates: np.ndarray, n: int) -> tuple[np.ndarray, dict]:

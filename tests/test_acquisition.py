@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from campaign.acquisition import exploration_count, propose_batch, refine_minimum, select_exploration
+from scipy.spatial.distance import cdist
+
+from campaign.acquisition import exploration_count, propose_batch, refine_minimum, select_exploration, select_fill
+from campaign.basins import enclosing_ellipsoid, find_basins
 from campaign.errors import ConfigError
 from campaign.space import ParameterSpace
 from campaign.surrogate.training import DEFAULT_HYPERPARAMETERS, prepare_training_set, train_surrogate
@@ -116,3 +119,88 @@ def test_refinement_off_uses_strategy_only(trained):
     assert batch.x.shape == (6, 3)
     refined = SPACE.from_unit(refine_minimum(SPACE.to_unit(x), chi2)[None, :])
     assert not np.isclose(batch.x, refined).all(axis=1).any()
+
+
+TWO_MODES = np.array([[-1.5, -1.5], [1.5, 1.2]])
+PLANE = ParameterSpace.from_dict({"a": {"low": -3, "high": 3}, "b": {"low": -3, "high": 3}})
+
+
+def two_mode_chi2(x: np.ndarray) -> np.ndarray:
+    """chi2 with minima 0 at TWO_MODES[0] and 1 at TWO_MODES[1], quadratic inside each basin."""
+    first = 4.0 * ((x - TWO_MODES[0]) ** 2).sum(axis=1)
+    second = 4.0 * ((x - TWO_MODES[1]) ** 2).sum(axis=1) + 1.0
+    return np.minimum(first, second)
+
+
+@pytest.fixture(scope="module")
+def two_mode_trained():
+    x = PLANE.design(200, seed=3)
+    chi2 = two_mode_chi2(x)
+    model, _ = train_surrogate(PLANE, prepare_training_set(PLANE, x, chi2, 6.0), HYPERPARAMETERS,
+                               seed=0, threads=1, committee_size=4)
+    return x, chi2, model
+
+
+def test_basins_separate_two_modes(two_mode_trained):
+    x, chi2, _ = two_mode_trained
+    basins = find_basins(PLANE.to_unit(x), chi2)
+    best = [PLANE.from_unit(PLANE.to_unit(x)[basin.members[0]][None, :])[0] for basin in basins[:2]]
+    assert np.linalg.norm(best[0] - TWO_MODES[0]) < 0.6
+    assert np.linalg.norm(best[1] - TWO_MODES[1]) < 0.6
+    assert basins[0].best_chi2 < basins[1].best_chi2
+
+
+def test_basins_of_one_quadratic_start_at_best(trained):
+    x, chi2, _ = trained
+    basins = find_basins(SPACE.to_unit(x), chi2)
+    assert basins[0].members[0] == int(np.argmin(chi2))
+    assert sum(len(basin.members) for basin in basins) == len(x)
+
+
+def test_basins_skip_nonfinite():
+    unit = np.random.default_rng(0).random((20, 2))
+    chi2 = unit.sum(axis=1)
+    chi2[:5] = [np.nan, np.inf, np.nan, np.inf, np.inf]
+    basins = find_basins(unit, chi2)
+    members = np.concatenate([basin.members for basin in basins])
+    assert sorted(members.tolist()) == list(range(5, 20))
+    assert find_basins(unit, np.full(20, np.inf)) == []
+
+
+@pytest.mark.parametrize("strategy", ["committee", "gp"])
+def test_batch_refines_both_modes(two_mode_trained, strategy):
+    x, chi2, model = two_mode_trained
+    batch = propose_batch(PLANE, model, x, chi2, strategy=strategy, batch_size=8, exploration_fraction=0.0,
+                          n_candidates=1024, rng=np.random.default_rng(5))
+    assert batch.statistics["n_refined"] == 2
+    np.testing.assert_allclose(batch.x[0], TWO_MODES[0], atol=1e-3)
+    np.testing.assert_allclose(batch.x[1], TWO_MODES[1], atol=1e-3)
+    nearest_mode = np.argmin(((batch.x[:, None, :] - TWO_MODES[None]) ** 2).sum(axis=2), axis=1)
+    assert (nearest_mode == 1).sum() >= 2
+
+
+def test_enclosing_ellipsoid_contains_points():
+    rng = np.random.default_rng(0)
+    points = rng.multivariate_normal([0.5, 0.4, 0.6], [[0.01, 0.008, 0], [0.008, 0.01, 0], [0, 0, 0.002]], size=50)
+    ellipsoid = enclosing_ellipsoid(points, margin=1.0)
+    whitened = np.linalg.solve(ellipsoid.cholesky, (points - ellipsoid.centre).T)
+    radii = np.sqrt((whitened**2).sum(axis=0))
+    assert radii.max() == pytest.approx(1.0)
+    draws = ellipsoid.draw(2000, rng)
+    inside = np.sqrt((np.linalg.solve(ellipsoid.cholesky, (draws - ellipsoid.centre).T) ** 2).sum(axis=0))
+    assert inside.max() <= 1.0 + 1e-9
+    # Uniform in a 3-D ball: the share within half the radius is 1/8.
+    assert (inside < 0.5).mean() == pytest.approx(0.125, abs=0.03)
+    assert enclosing_ellipsoid(points[:4]) is None
+
+
+def test_fill_reaches_edge_of_low_region(trained):
+    x, chi2, model = trained
+    unit = SPACE.to_unit(x)
+    fill = select_fill(model, SPACE, unit, chi2, find_basins(unit, chi2), 12, np.random.default_rng(2))
+    assert fill.shape == (12, 3)
+    filled_chi2 = chi2_of(SPACE.from_unit(fill))
+    # The low region is chi2 < chi2_min + 6; fill points spread over it and its edge, not at its minimum.
+    assert np.median(filled_chi2) > 3.0
+    assert np.median(filled_chi2) < 20.0
+    assert cdist(fill, unit).min(axis=1).min() > 0.01
