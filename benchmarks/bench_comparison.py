@@ -377,9 +377,9 @@ def format_table(rows: list[tuple[str, Result]]) -> str:
     ]
     for case, r in rows:
         reached = "not reached" if r.reached_evaluations is None else f"{r.reached_evaluations:,}"
-        reached_seconds = "-" if r.reached_seconds is None else f"{r.reached_seconds:,.0f}"
+        reached_seconds = "-" if r.reached_seconds is None else _seconds(r.reached_seconds)
         lines.append(
-            f"| {case} | {r.method} | {reached} | {reached_seconds} | {r.evaluations:,} | {r.seconds:,.0f} "
+            f"| {case} | {r.method} | {reached} | {reached_seconds} | {r.evaluations:,} | {_seconds(r.seconds)} "
             f"| {_percent(r.errors[0])} | {_percent(r.errors[1])} | {r.note} |"
         )
     return "\n".join(lines)
@@ -410,12 +410,13 @@ The errors at the end are the largest end errors over parameters.
   flavio evaluation.
 - GPry {_gpry_version()}: `gpry.run.Runner` with its defaults (RBF Gaussian process, NORA
   acquisition), stopped by its own convergence criterion, the evaluation cap
-  or the time cap (checked after each iteration, so a run can pass it);
-  then one nested-sampling MC sample of its surrogate, counted in its seconds.
+  or the time cap. The time cap is checked after each iteration, so a run
+  can pass it. Then one nested-sampling MC sample of its surrogate is drawn
+  and counted in its seconds.
 - campaign: `create_campaign` on a SQLite file in a temporary directory with
-  the example's campaign.yaml and `acquisition` set to committee or gp,
-  `Campaign.step(workers=2)` until the budget, and `Campaign.sample`
-  ({WALKERS} walkers, at most 10,000 steps) every {SAMPLE_EVERY} steps and after the last.
+  the example's campaign.yaml and `acquisition` set to committee or gp.
+  `Campaign.step(workers=2)` runs until the budget, and `Campaign.sample`
+  ({WALKERS} walkers, at most 10,000 steps) runs every {SAMPLE_EVERY} steps and after the last.
   Seconds include the steps and that check's sampling, and for flavio the
   import of flavio in each step's two worker processes. A run stops early
   after two checks in a row met the target.
@@ -441,6 +442,10 @@ def _gpry_version() -> str:
         return version("gpry")
     except Exception:  # noqa: BLE001 - only the label depends on it
         return "(not installed)"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:,.0f}"
 
 
 def _percent(value: float) -> str:
