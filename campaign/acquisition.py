@@ -9,9 +9,10 @@ promising, uncertain and spread out. Three strategies are offered:
     distance among the best-scored candidates fills the batch.
 ``gp``
     A Gaussian process on the lowest evaluated points (the neighbourhood of
-    the low region), expected improvement (EI) weighted by the classifier's
-    probability of "low", and a constant liar: each chosen point is added to
-    the GP data with chi2 = chi2_min before the next one is chosen.
+    the low region), expected improvement (EI) weighted by the sigmoid of the
+    classifier's log-odds above the model's low threshold (0.5 on the edge of
+    the classified low region), and a constant liar: each chosen point is
+    added to the GP data with chi2 = chi2_min before the next one is chosen.
 ``random``
     Space-filling points only, the baseline of the benchmarks.
 
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize
 from scipy.spatial.distance import cdist
+from scipy.special import expit
 from scipy.stats import norm, qmc
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
@@ -83,8 +85,8 @@ MAX_BASINS = 3
 FILL_FRACTION = 0.75
 #: Uniform draws inside the low regions' ellipsoids from which the fill points are picked.
 FILL_CANDIDATES = 2048
-#: Fill candidates need classifier log-odds of "low" above this (a probability of about 0.12),
-#: so points just outside the classifier's current region are still probed.
+#: Fill candidates need classifier log-odds of "low" above the model's low threshold plus this,
+#: so points just outside the classified low region are still probed.
 FILL_MIN_MARGIN = -2.0
 #: Refined minima of two basins closer than this in every unit-cube coordinate count as one.
 DUPLICATE_TOLERANCE = 1e-3
@@ -245,8 +247,9 @@ def select_fill(
     Candidates are drawn uniformly inside the enlarged ellipsoid around the
     low points of each basin (:func:`enclosing_ellipsoid`), in proportion to
     the ellipsoids' volumes. Those that the classifier does not clearly
-    reject (log-odds above FILL_MIN_MARGIN) are picked by greedy max-min
-    distance to the evaluated points, so the emptiest parts go first.
+    reject (log-odds above the low threshold plus FILL_MIN_MARGIN) are
+    picked by greedy max-min distance to the evaluated points, so the
+    emptiest parts go first.
 
     Args:
         existing_u: Points already in the batch, shape (k, dim), kept away from as the evaluated ones are.
@@ -273,7 +276,7 @@ def select_fill(
     draws = draws[np.all((draws >= 0.0) & (draws <= 1.0), axis=1)]
     if not len(draws):
         return np.empty((0, dim))
-    draws = draws[model.classifier_margin(space.from_unit(draws)) > FILL_MIN_MARGIN]
+    draws = draws[model.low_margin(space.from_unit(draws)) > FILL_MIN_MARGIN]
     existing = evaluated_u if existing_u is None else np.vstack([evaluated_u, existing_u])
     return draws[_farthest_points(draws, existing, n)]
 
@@ -391,7 +394,7 @@ def _select_committee(model: SurrogateModel, space: ParameterSpace, candidates: 
     x = space.from_unit(candidates)
     mean, spread = model.committee_chi2(x)
     margin = model.classifier_margin(x)
-    score = combine_chi2(mean, margin, model.delta_chi2) - LCB_KAPPA * spread
+    score = combine_chi2(mean, margin, model.delta_chi2, threshold=model.low_margin_threshold) - LCB_KAPPA * spread
 
     chosen = _pick_spread_out(candidates, score, n)
     if not len(chosen):
@@ -446,21 +449,21 @@ def _select_gp(
         warnings.simplefilter("ignore", ConvergenceWarning)
         gp.fit(train_u, train_chi2)
     fitted_kernel = gp.kernel_
-    low_probability = model.low_probability(space.from_unit(candidates))
+    low_weight = expit(model.low_margin(space.from_unit(candidates)))
 
     # Predicting all candidates in every constant-liar round costs
     # O(n_candidates * n_points^2); the rounds only rescore the best ones.
     mean, std = gp.predict(candidates, return_std=True)
-    score = _expected_improvement(mean, std, best) * low_probability
+    score = _expected_improvement(mean, std, best) * low_weight
     shortlist = np.argsort(-score, kind="stable")[: max(GP_SHORTLIST_FACTOR * n, n)]
-    candidates, low_probability = candidates[shortlist], low_probability[shortlist]
+    candidates, low_weight = candidates[shortlist], low_weight[shortlist]
 
     chosen: list[int] = []
     first_ei = float(score[shortlist[0]])
     available = np.ones(len(candidates), dtype=bool)
     for _ in range(n):
         mean, std = gp.predict(candidates, return_std=True)
-        score = np.where(available, _expected_improvement(mean, std, best) * low_probability, -np.inf)
+        score = np.where(available, _expected_improvement(mean, std, best) * low_weight, -np.inf)
         index = int(np.argmax(score))
         chosen.append(index)
         available[index] = False

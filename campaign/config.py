@@ -86,6 +86,12 @@ class Settings:
         convergence_mae: Largest mean absolute chi2 error of the regressor on
             the newest batch's low-region points for convergence. An error
             near 1 already shifts 68% intervals, whose delta chi2 is 1.
+        low_recall: Target share of the low region's points that the
+            classifier classifies low, on held-out cross-validation folds.
+            Training lowers the classifier's log-odds threshold below 0
+            (probability 0.5) until this share is reached, so the surrogate's
+            low region and its posterior gate lose less of the region's edge,
+            at the cost of classifying some points outside it as low.
         threads: Threads used by XGBoost and scikit-learn (fixed for reproducibility).
     """
 
@@ -107,6 +113,7 @@ class Settings:
     convergence_tolerance: float = 0.1
     convergence_patience: int = 3
     convergence_mae: float = 1.0
+    low_recall: float = 0.97
     threads: int = 1
 
     def low_region_width(self, dim: int) -> float:
@@ -242,6 +249,7 @@ _SETTING_CHECKS: dict[str, tuple[type, Any]] = {
     "convergence_tolerance": (float, lambda v: v >= 0),
     "convergence_patience": (int, lambda v: v >= 1),
     "convergence_mae": (float, lambda v: v > 0),
+    "low_recall": (float, lambda v: 0 < v <= 1),
     "threads": (int, lambda v: v >= 1),
 }
 
@@ -255,6 +263,7 @@ _ALLOWED_VALUES = {
     "committee_size": "an integer of at least 2",
     "n_candidates": "an integer of at least 16",
     "retune_factor": "a number greater than 1",
+    "low_recall": "a share greater than 0 and at most 1, e.g. 0.97",
 }
 
 

@@ -271,13 +271,17 @@ class _StepContext:
             mode = settings.retrain
             hyperparameters = {role: parent_row.hyperparameters[role] for role in ("classifier", "regressor")}
 
+        # NOTE: in continue mode the metrics and the low threshold come from refits on the folds,
+        # not from the continued boosters, whose log-odds may be scaled differently.
+        metrics = cross_validate(training, hyperparameters, seed=seed, threads=settings.threads,
+                                 low_recall=settings.low_recall)
+
         continue_from = parent_model if mode == "continue" else None
         rounds = max(10, int(CONTINUE_SHARE * hyperparameters["regressor"]["n_estimators"])) if continue_from else None
         committee = settings.committee_size if settings.acquisition == "committee" else 0
         model, seconds = train_surrogate(self.fit.space, training, hyperparameters, seed=seed, threads=settings.threads,
-                                         committee_size=committee, parent=continue_from, continue_rounds=rounds)
-        # NOTE: in continue mode the metrics come from refits on the folds, not from the continued boosters.
-        metrics = cross_validate(training, hyperparameters, seed=seed, threads=settings.threads)
+                                         committee_size=committee, parent=continue_from, continue_rounds=rounds,
+                                         low_margin_threshold=metrics["low_margin_threshold"])
 
         with self.fit.store.transaction() as session:
             row = register_model_version(
@@ -514,7 +518,9 @@ def _evaluated_count(fit) -> int:
 
 def _metrics_text(metrics: dict) -> str:
     return (f"MAE {_number(metrics.get('regressor_mae_low'))}, RMSE {_number(metrics.get('regressor_rmse_low'))}, "
-            f"accuracy {_number(metrics.get('classifier_accuracy'))}, AUC {_number(metrics.get('classifier_auc'))}")
+            f"accuracy {_number(metrics.get('classifier_accuracy'))}, AUC {_number(metrics.get('classifier_auc'))}, "
+            f"low at log-odds > {_number(metrics.get('low_margin_threshold'))} "
+            f"(recall {_number(metrics.get('classifier_recall_low'))})")
 
 
 def _number(value: float | None) -> str:

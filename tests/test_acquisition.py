@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -204,3 +206,16 @@ def test_fill_reaches_edge_of_low_region(trained):
     assert np.median(filled_chi2) > 3.0
     assert np.median(filled_chi2) < 20.0
     assert cdist(fill, unit).min(axis=1).min() > 0.01
+
+
+def test_fill_filters_by_low_threshold(trained):
+    x, chi2, model = trained
+    unit = SPACE.to_unit(x)
+    basins = find_basins(unit, chi2)
+    # A threshold far above every log-odds classifies nothing low, so every fill candidate is rejected.
+    strict = dataclasses.replace(model, low_margin_threshold=100.0)
+    assert select_fill(strict, SPACE, unit, chi2, basins, 12, np.random.default_rng(2)).shape == (0, 3)
+    # One far below every log-odds keeps all candidates, also those the uncalibrated filter rejects.
+    loose = dataclasses.replace(model, low_margin_threshold=-100.0)
+    fill = select_fill(loose, SPACE, unit, chi2, basins, 12, np.random.default_rng(2))
+    assert fill.shape == (12, 3)

@@ -155,3 +155,26 @@ def test_compiled_surrogate_matches_xgboost_surrogate(tmp_path):
     x = space.from_unit(np.random.default_rng(9).random((37, 4)))
     expected = plain.chi2(x)
     assert np.max(np.abs(compiled.chi2(x) - expected)) <= RTOL * np.max(np.abs(expected))
+
+
+def test_compiled_surrogate_applies_low_threshold(tmp_path):
+    from campaign.space import Parameter, ParameterSpace
+    from campaign.surrogate.compiled import CompiledSurrogate
+    from campaign.surrogate.model import SurrogateModel
+
+    space = ParameterSpace([Parameter(f"p{i}", -2.0, 3.0) for i in range(4)])
+    regressor, classifier = _booster("reg:squarederror"), _booster("binary:logistic", seed=1)
+    calibrated = SurrogateModel(space=space, regressor=regressor, classifier=classifier, chi2_min=0.0,
+                                delta_chi2=10.0, low_margin_threshold=-1.5)
+    uncalibrated = SurrogateModel(space=space, regressor=regressor, classifier=classifier, chi2_min=0.0, delta_chi2=10.0)
+    x = space.from_unit(np.random.default_rng(10).random((37, 4)))
+    expected = calibrated.surrogate_chi2(x)
+
+    for backend in ("numba", "xgboost"):
+        compiled = CompiledSurrogate(calibrated, backend, cache=tmp_path)
+        assert compiled.backend == backend
+        assert np.max(np.abs(compiled.chi2(x) - expected)) <= RTOL * np.max(np.abs(expected))
+    # The threshold lowers the penalty by a known amount: 10 * (softplus(-m) - softplus(-1.5 - m)).
+    margin = calibrated.classifier_margin(x)
+    shift = 10.0 * (np.logaddexp(0.0, -margin) - np.logaddexp(0.0, -1.5 - margin))
+    np.testing.assert_allclose(uncalibrated.surrogate_chi2(x) - expected, shift, rtol=1e-9, atol=1e-9)

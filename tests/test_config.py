@@ -49,6 +49,8 @@ def with_changes(**changes):
         (with_changes(likelihood={"python": "a:b", "timeout": -3}), "positive number of seconds, got -3"),
         (with_changes(settings={"batch_size": 0}), "settings.batch_size: invalid value 0"),
         (with_changes(settings={"acquisition": "magic"}), "committee, gp, random"),
+        (with_changes(settings={"low_recall": 0}), "settings.low_recall: invalid value 0"),
+        (with_changes(settings={"low_recall": 1.5}), "at most 1"),
         (with_changes(settings={"nonsense": 1}), "settings: unknown key(s) nonsense"),
         (with_changes(name="has space"), "invalid campaign name 'has space'"),
         ({"name": "toy", "parameters": GOOD["parameters"]}, "missing required key 'likelihood'"),

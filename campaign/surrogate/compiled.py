@@ -429,14 +429,15 @@ class CompiledSurrogate:
     Args:
         model: A :class:`campaign.surrogate.model.SurrogateModel`.
         backend, options: Passed to :class:`BoosterPredictor`.
-        penalty: chi2 per unit of negative classifier log-odds; the model's
-            delta_chi2 when None.
+        penalty: chi2 per unit of classifier log-odds below the model's
+            ``low_margin_threshold``; the model's delta_chi2 when None.
     """
 
     def __init__(self, model, backend: str = "numba", *, penalty: float | None = None, **options):
         self.model = model
         self.space = model.space
         self.penalty = model.delta_chi2 if penalty is None else penalty
+        self.low_margin_threshold = model.low_margin_threshold
         self.regressor = BoosterPredictor(model.regressor, backend, **options)
         self.classifier = BoosterPredictor(model.classifier, backend, **options)
         self.max_compiled_rows = self.regressor.max_compiled_rows
@@ -461,7 +462,7 @@ class CompiledSurrogate:
         else:
             regressor_chi2 = self.regressor.predict_margin(unit)
             classifier_margin = self.classifier.predict_margin(unit)
-        return combine_chi2(regressor_chi2, classifier_margin, self.penalty)
+        return combine_chi2(regressor_chi2, classifier_margin, self.penalty, threshold=self.low_margin_threshold)
 
 
 def compile_surrogate(model, backend: str = "numba", **options) -> CompiledSurrogate:

@@ -5,6 +5,14 @@ spends its trees there. So a classifier learns the label
 ``chi2 < chi2_min + delta_chi2``, a regressor learns chi2 on the low region
 (and a margin around it), and :func:`combine_chi2` joins the two into one
 smooth surrogate chi2.
+
+A point is classified low when the classifier's log-odds exceed the model's
+``low_margin_threshold``, not 0. At log-odds 0 the classifier errs
+symmetrically in a thin shell at the region's edge, and on the 4-D Gaussian
+example that shell contained about a fifth of the region's volume
+(benchmarks/bench_active_learning.py). So training calibrates a negative
+threshold by cross-validation for a target recall of the low region
+(:func:`campaign.surrogate.training.calibrate_low_threshold`).
 """
 
 from __future__ import annotations
@@ -19,27 +27,32 @@ from campaign.space import ParameterSpace
 __all__ = ["SurrogateModel", "combine_chi2", "low_labels"]
 
 
-def combine_chi2(regressor_chi2: np.ndarray, classifier_margin: np.ndarray, penalty: float) -> np.ndarray:
+def combine_chi2(
+    regressor_chi2: np.ndarray, classifier_margin: np.ndarray, penalty: float, *, threshold: float
+) -> np.ndarray:
     """Join the regressor's chi2 and the classifier's log-odds into one surrogate chi2.
 
-    The surrogate is ``regressor_chi2 + penalty * softplus(-margin)``. Where
-    the classifier is sure of "low" (large positive margin) the penalty
-    vanishes. Where it is sure of "not low" the penalty grows linearly with
-    the log-odds, so MCMC walkers and optimizers feel a slope back to the
-    low region instead of a cliff.
+    The surrogate is ``regressor_chi2 + penalty * softplus(threshold - margin)``.
+    Where the classifier is sure of "low" (margin far above the threshold)
+    the penalty vanishes. Where it is sure of "not low" the penalty grows
+    linearly with the log-odds, so MCMC walkers and optimizers feel a slope
+    back to the low region instead of a cliff. Every surrogate chi2, the
+    compiled one included, goes through this function.
 
     Args:
         regressor_chi2: Regressor predictions, shape (n,).
         classifier_margin: Log-odds of "low", shape (n,).
-        penalty: chi2 added per unit of negative log-odds; the campaign's
-            delta_chi2 is the default of :meth:`SurrogateModel.surrogate_chi2`.
+        penalty: chi2 added per unit of log-odds below the threshold; the
+            campaign's delta_chi2 is the default of :meth:`SurrogateModel.surrogate_chi2`.
+        threshold: Log-odds above which a point is classified low, the
+            model's ``low_margin_threshold``.
 
     Returns:
         Surrogate chi2, shape (n,).
     """
     regressor_chi2 = np.asarray(regressor_chi2, dtype=float)
     classifier_margin = np.asarray(classifier_margin, dtype=float)
-    return regressor_chi2 + penalty * np.logaddexp(0.0, -classifier_margin)
+    return regressor_chi2 + penalty * np.logaddexp(0.0, threshold - classifier_margin)
 
 
 def low_labels(chi2: np.ndarray, chi2_min: float, delta_chi2: float) -> np.ndarray:
@@ -68,6 +81,9 @@ class SurrogateModel:
             seeds, used for the spread of predictions; may be empty.
         chi2_min: Lowest finite chi2 of the training set.
         delta_chi2: Width of the low region.
+        low_margin_threshold: Classifier log-odds above which a point is
+            classified low; 0 (probability 0.5) for versions trained before
+            the threshold was calibrated.
     """
 
     space: ParameterSpace
@@ -76,6 +92,7 @@ class SurrogateModel:
     committee: list[xgboost.Booster] = field(default_factory=list)
     chi2_min: float = 0.0
     delta_chi2: float = 1.0
+    low_margin_threshold: float = 0.0
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """Map physical values, shape (n, dim), to the boosters' unit-cube features."""
@@ -92,9 +109,13 @@ class SurrogateModel:
         """Return the classifier's log-odds of "low", shape (n,)."""
         return self.classifier.inplace_predict(self.features(x), predict_type="margin").astype(float)
 
-    def low_probability(self, x: np.ndarray) -> np.ndarray:
-        """Return the classifier's probability of "low", shape (n,)."""
-        return 1.0 / (1.0 + np.exp(-self.classifier_margin(x)))
+    def low_margin(self, x: np.ndarray) -> np.ndarray:
+        """Return the log-odds of "low" above the calibrated threshold, shape (n,); positive means classified low."""
+        return self.classifier_margin(x) - self.low_margin_threshold
+
+    def is_low(self, x: np.ndarray) -> np.ndarray:
+        """Return whether each point is classified low, shape (n,) of bool."""
+        return self.low_margin(x) > 0.0
 
     def surrogate_chi2(self, x: np.ndarray, penalty: float | None = None) -> np.ndarray:
         """Predict the surrogate chi2: regressor chi2 plus the smooth "not low" penalty.
@@ -104,7 +125,8 @@ class SurrogateModel:
             penalty: chi2 per unit of negative log-odds; delta_chi2 when None.
         """
         penalty = self.delta_chi2 if penalty is None else penalty
-        return combine_chi2(self.predict_chi2(x), self.classifier_margin(x), penalty)
+        return combine_chi2(self.predict_chi2(x), self.classifier_margin(x), penalty,
+                            threshold=self.low_margin_threshold)
 
     def committee_chi2(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return the committee's mean and standard deviation of chi2, each shape (n,).

@@ -67,6 +67,7 @@ def register_model_version(
         model: The trained surrogate.
         hyperparameters: ``{"classifier": {...}, "regressor": {...}, ...}``.
         metrics: Cross-validated metrics, see :func:`campaign.surrogate.training.cross_validate`.
+            The model's ``low_margin_threshold`` is stored with them.
         n_train, n_low: Training points, and those in the low region.
         last_point_id: Highest point id in the training set.
         parent_id: Id (not number) of the version this one was derived from.
@@ -81,7 +82,8 @@ def register_model_version(
         number = _next_version(session, campaign_id)
         row = models.ModelVersion(
             campaign_id=campaign_id, version=number, parent_id=parent_id, training_mode=training_mode,
-            hyperparameters=hyperparameters, metrics=metrics, n_train=n_train, n_low=n_low,
+            hyperparameters=hyperparameters,
+            metrics={**metrics, "low_margin_threshold": model.low_margin_threshold}, n_train=n_train, n_low=n_low,
             last_point_id=last_point_id, chi2_min=model.chi2_min, delta_chi2=model.delta_chi2,
             training_seconds=training_seconds, created_by=current_user(), boosters=_booster_rows(model),
         )
@@ -163,6 +165,8 @@ def load_model(
     model = SurrogateModel(
         space=space, classifier=by_role["classifier"][0], regressor=by_role["regressor"][0],
         committee=by_role["committee"], chi2_min=row.chi2_min, delta_chi2=row.delta_chi2,
+        # Versions trained before the threshold was calibrated classify low at log-odds 0.
+        low_margin_threshold=float((row.metrics or {}).get("low_margin_threshold", 0.0)),
     )
     return row, model
 

@@ -1,4 +1,4 @@
-"""Training the two-stage surrogate: training sets, boosters and cross-validated metrics.
+"""Training the two-stage surrogate: training sets, boosters, cross-validated metrics and the low threshold.
 
 Every function here works on arrays, so it can be tested and reused without
 a database. Randomness comes from explicit seeds and the thread count is a
@@ -8,6 +8,7 @@ parameter, because XGBoost's results and timings depend on both.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -22,7 +23,8 @@ from campaign.surrogate.model import SurrogateModel, low_labels
 
 __all__ = [
     "DEFAULT_HYPERPARAMETERS", "TrainingSet", "prepare_training_set", "booster_params",
-    "fit_booster", "fit_committee", "cross_validate", "train_surrogate", "MIN_REGRESSOR_POINTS",
+    "fit_booster", "fit_committee", "cross_validate", "cross_validate_classifier", "out_of_fold_margins",
+    "calibrate_low_threshold", "train_surrogate", "MIN_REGRESSOR_POINTS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,14 @@ MIN_REGRESSOR_POINTS = 32
 REGRESSOR_MARGIN = 2.0
 
 CV_FOLDS = 3
+
+#: With fewer true-low points than this, the low threshold is not calibrated and stays 0.
+MIN_CALIBRATION_POINTS = 10
+#: Lowest calibrated threshold, log-odds of about -4 (a probability of 0.018).
+# NOTE: a guard against a classifier that barely separates the low region
+# yet, not a measured optimum; where it binds, the held-out recall in the
+# metrics is below the target.
+MIN_LOW_MARGIN_THRESHOLD = -4.0
 
 _OBJECTIVES = {"classifier": "binary:logistic", "regressor": "reg:squarederror"}
 
@@ -183,31 +193,109 @@ def fit_committee(training: TrainingSet, hyperparameters: dict, size: int, *, se
     return members
 
 
-def cross_validate(training: TrainingSet, hyperparameters: dict, *, seed: int, threads: int, folds: int = CV_FOLDS) -> dict:
-    """Estimate out-of-sample quality of both stages with k-fold cross-validation.
+def out_of_fold_margins(training: TrainingSet, hyperparameters: dict, *, seed: int, threads: int,
+                        folds: int = CV_FOLDS) -> np.ndarray:
+    """Predict each point's classifier log-odds of "low" with a classifier trained on the other folds.
+
+    Args:
+        training: Output of :func:`prepare_training_set`, with at least ``folds`` points.
+        hyperparameters: ``{"classifier": {...}, ...}``.
 
     Returns:
-        ``classifier_accuracy`` and ``classifier_auc`` on all points (AUC is
-        None when all points have one label), ``regressor_mae_low`` and
-        ``regressor_rmse_low`` on regressor rows inside the low region, and
-        ``cv_folds``. With fewer points than folds, every value is None.
+        Held-out log-odds, shape (n,).
     """
-    n = len(training.chi2)
-    metrics = {"classifier_accuracy": None, "classifier_auc": None, "regressor_mae_low": None,
-               "regressor_rmse_low": None, "cv_folds": folds}
-    if n < folds or training.regressor_mask.sum() < folds:
-        return metrics
-
-    probability = np.empty(n)
+    margins = np.empty(len(training.chi2))
     for train, test in KFold(folds, shuffle=True, random_state=seed).split(training.features):
         booster = fit_booster("classifier", training.features[train], training.labels[train], hyperparameters["classifier"],
                               seed=seed, threads=threads)
-        probability[test] = booster.inplace_predict(training.features[test])
-    metrics["classifier_accuracy"] = float(accuracy_score(training.labels, probability > 0.5))
-    if 0 < training.labels.sum() < n:
-        metrics["classifier_auc"] = float(roc_auc_score(training.labels, probability))
+        margins[test] = booster.inplace_predict(training.features[test], predict_type="margin")
+    return margins
 
+
+def calibrate_low_threshold(margins: np.ndarray, labels: np.ndarray, recall: float) -> float:
+    """Choose the log-odds threshold that classifies at least ``recall`` of the held-out low points as low.
+
+    A point is classified low when its log-odds are above the threshold. The
+    threshold is the largest one that keeps the target share of the low
+    points' held-out log-odds above it, but never above 0: where the
+    classifier already reaches the target at probability 0.5, a tighter
+    gate would only drop low-region volume. It is never below
+    :data:`MIN_LOW_MARGIN_THRESHOLD`, and it is 0 with fewer than
+    :data:`MIN_CALIBRATION_POINTS` low points.
+
+    Args:
+        margins: Held-out log-odds, shape (n,), e.g. from :func:`out_of_fold_margins`.
+        labels: 1 for the low region, else 0, shape (n,).
+        recall: Target share of low points classified low, in (0, 1].
+
+    Returns:
+        The threshold, at most 0.
+    """
+    low = np.sort(np.asarray(margins, dtype=float)[np.asarray(labels) == 1])
+    if len(low) < MIN_CALIBRATION_POINTS:
+        return 0.0
+    # Rounding first keeps e.g. 0.97 * 100 = 97.00000000000001 from asking for 98 points.
+    n_classified_low = max(1, math.ceil(round(recall * len(low), 9)))
+    missed = len(low) - n_classified_low
+    threshold = float(np.nextafter(low[missed], -np.inf))
+    return min(0.0, max(MIN_LOW_MARGIN_THRESHOLD, threshold))
+
+
+def cross_validate_classifier(training: TrainingSet, hyperparameters: dict, *, seed: int, threads: int,
+                              low_recall: float, folds: int = CV_FOLDS) -> dict:
+    """Calibrate the low threshold and estimate the classifier's quality on held-out folds.
+
+    Returns:
+        ``low_margin_threshold`` (see :func:`calibrate_low_threshold`; 0
+        with fewer points than folds), ``classifier_accuracy`` at
+        probability 0.5, ``classifier_auc`` (None when all points have one
+        label), and the share of low points classified low at the threshold
+        and at log-odds 0, ``classifier_recall_low`` and
+        ``classifier_recall_low_at_zero`` (None without low points). The
+        recall at the threshold is measured on the points it was calibrated
+        on, so it is at least the target unless the threshold was clipped.
+    """
+    n = len(training.chi2)
+    labels = training.labels
+    metrics = {"low_margin_threshold": 0.0, "classifier_accuracy": None, "classifier_auc": None,
+               "classifier_recall_low": None, "classifier_recall_low_at_zero": None}
+    if n < folds:
+        return metrics
+
+    # NOTE: each fold's classifier sees (folds - 1) / folds of the points, so its log-odds at the
+    # region's edge are lower than the final classifier's. The threshold is then conservative: on
+    # the examples the final model's recall was above the target, with more volume classified low.
+    margins = out_of_fold_margins(training, hyperparameters, seed=seed, threads=threads, folds=folds)
+    threshold = calibrate_low_threshold(margins, labels, low_recall)
+    metrics["low_margin_threshold"] = threshold
+    metrics["classifier_accuracy"] = float(accuracy_score(labels, margins > 0.0))
+    if 0 < labels.sum() < n:
+        metrics["classifier_auc"] = float(roc_auc_score(labels, margins))
+    if labels.any():
+        metrics["classifier_recall_low"] = float(np.mean(margins[labels == 1] > threshold))
+        metrics["classifier_recall_low_at_zero"] = float(np.mean(margins[labels == 1] > 0.0))
+    return metrics
+
+
+def cross_validate(training: TrainingSet, hyperparameters: dict, *, seed: int, threads: int, low_recall: float,
+                   folds: int = CV_FOLDS) -> dict:
+    """Estimate out-of-sample quality of both stages with k-fold cross-validation, and calibrate the low threshold.
+
+    Returns:
+        The classifier's metrics and threshold from :func:`cross_validate_classifier`,
+        ``regressor_mae_low`` and ``regressor_rmse_low`` on regressor rows
+        inside the low region (None with fewer regressor rows than folds or
+        no low row), and ``cv_folds``.
+    """
+    metrics = {
+        **cross_validate_classifier(training, hyperparameters, seed=seed, threads=threads, low_recall=low_recall,
+                                    folds=folds),
+        "regressor_mae_low": None, "regressor_rmse_low": None, "cv_folds": folds,
+    }
     rows = np.flatnonzero(training.regressor_mask)
+    if len(rows) < folds:
+        return metrics
+
     predicted = np.empty(len(rows))
     for train, test in KFold(folds, shuffle=True, random_state=seed).split(rows):
         booster = fit_booster("regressor", training.features[rows[train]], training.chi2[rows[train]],
@@ -231,6 +319,7 @@ def train_surrogate(
     committee_size: int = 0,
     parent: SurrogateModel | None = None,
     continue_rounds: int | None = None,
+    low_margin_threshold: float = 0.0,
 ) -> tuple[SurrogateModel, float]:
     """Fit classifier, regressor and committee, and return the model with its training time in seconds.
 
@@ -242,6 +331,9 @@ def train_surrogate(
             by ``continue_rounds`` rounds instead of refitting from scratch.
             The committee is always refit, because its bootstrap rows change
             with the training set.
+        low_margin_threshold: Log-odds above which the model classifies a
+            point low, from :func:`cross_validate_classifier`; 0 is
+            probability 0.5.
     """
     start = time.perf_counter()
     rows = training.regressor_mask
@@ -256,5 +348,6 @@ def train_surrogate(
     committee = fit_committee(training, hyperparameters["regressor"], committee_size, seed=seed, threads=threads) \
         if committee_size else []
     model = SurrogateModel(space=space, classifier=classifier, regressor=regressor, committee=committee,
-                           chi2_min=training.chi2_min, delta_chi2=training.delta_chi2)
+                           chi2_min=training.chi2_min, delta_chi2=training.delta_chi2,
+                           low_margin_threshold=low_margin_threshold)
     return model, time.perf_counter() - start
