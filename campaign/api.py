@@ -23,11 +23,12 @@ from campaign.store.campaigns import (
     best_chi2, find_campaign, insert_campaign, list_campaigns, spec_of, status_counts, update_campaign as _update_row,
 )
 from campaign.store.points import PointArrays, load_points
+from campaign.trust import allow, reference_key
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Campaign", "create_campaign", "update_campaign", "open_campaign", "campaigns", "query", "import_bundle"]
+__all__ = ["Campaign", "create_campaign", "update_campaign", "allow_likelihood", "open_campaign", "campaigns", "query", "import_bundle"]
 
 logger = logging.getLogger(__name__)
 
@@ -249,6 +250,7 @@ def create_campaign(spec: CampaignSpec, url: str | None = None, *, check: bool =
     with store.transaction() as session:
         row = insert_campaign(session, spec)
     logger.info("created campaign %s (id %d)", spec.name, row.id)
+    allow(spec.likelihood)
     return Campaign(store, row)
 
 
@@ -275,7 +277,18 @@ def update_campaign(
         changes = _update_row(session, row, spec, force=force)
     if changes:
         logger.info("updated campaign %s: %s", spec.name, ", ".join(changes))
+    allow(spec.likelihood)
     return open_campaign(spec.name, store=store), changes
+
+
+def allow_likelihood(name: str, url: str | None = None) -> tuple[str, bool]:
+    """Allow this machine to run the likelihood of campaign ``name``.
+
+    Returns:
+        The reference as this machine sees it, and False when it was allowed already.
+    """
+    fit = open_campaign(name, url)
+    return reference_key(fit.spec.likelihood), allow(fit.spec.likelihood)
 
 
 def open_campaign(name: str, url: str | None = None, *, store: Store | None = None) -> Campaign:

@@ -82,3 +82,11 @@ def repo_cwd(monkeypatch):
     """Run in the repository root, where example paths resolve."""
     monkeypatch.chdir(REPO)
     return REPO
+
+
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path_factory, monkeypatch):
+    """Keep each test's likelihood allow-list out of the user's home directory."""
+    path = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("CAMPAIGN_CONFIG_DIR", str(path))
+    return path

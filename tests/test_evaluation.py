@@ -64,12 +64,18 @@ def forkserver():
     return context
 
 
+def with_config_dir(env: dict) -> dict:
+    """Pass this test's likelihood allow-list to workers, which fork from a forkserver started earlier."""
+    return {"CAMPAIGN_CONFIG_DIR": os.environ["CAMPAIGN_CONFIG_DIR"], **env}
+
+
 def run_workers(context, url, count, env, join_seconds):
     """Start ``count`` workers that begin claiming together, wait for them, return their exit codes."""
     from evaluation_processes import worker_process
 
     # The barrier must outlive the children: Process.start drops its reference to the arguments.
     gate = context.Barrier(count)
+    env = with_config_dir(env)
     processes = [context.Process(target=worker_process, args=(url, "toy", gate, env, 1.0)) for _ in range(count)]
     for process in processes:
         process.start()
@@ -82,7 +88,7 @@ def run_workers(context, url, count, env, join_seconds):
 def start_worker(context, url, env, idle_exit=1.0):
     from evaluation_processes import worker_process
 
-    process = context.Process(target=worker_process, args=(url, "toy", None, env, idle_exit))
+    process = context.Process(target=worker_process, args=(url, "toy", None, with_config_dir(env), idle_exit))
     process.start()
     return process
 

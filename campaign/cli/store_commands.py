@@ -149,6 +149,20 @@ def update(obj, name, path, force, no_check):
             click.echo(f"    {line}")
 
 
+@main.command("allow")
+@click.argument("name")
+@click.pass_obj
+def allow_command(obj, name):
+    """Allow this machine to run the likelihood of campaign NAME.
+
+    A campaign in a shared database names code to run: a module, a file or
+    a command. Workers and steps on this machine run it only once it is
+    allowed here; inspect the reference shown by `campaign show NAME` first.
+    """
+    key, added = api.allow_likelihood(name, obj["db"])
+    click.echo(f"{'Allowed' if added else 'Already allowed'} on this machine: {key}")
+
+
 @main.command("list")
 @click.pass_obj
 def list_command(obj):

@@ -15,6 +15,7 @@ from campaign.evaluation.new_points import add_design, add_points_from_csv
 from campaign.evaluation.pool import InlineExecutor, LocalPool
 from campaign.evaluation.worker import EvaluationSummary, run_evaluations
 from campaign.likelihood import check_likelihood
+from campaign.trust import check_allowed
 
 __all__ = ["add_design", "add_points_from_csv", "evaluate_pending", "run_worker", "EvaluationSummary", "EXECUTORS"]
 
@@ -57,6 +58,7 @@ def evaluate_pending(
     if scheduler is not None and executor != "dask":
         raise ConfigError("a scheduler address needs the dask executor (--executor dask)")
     ref, names = fit.spec.likelihood, fit.space.names
+    check_allowed(ref, fit.name)
     check_likelihood(ref, names)
 
     if executor == "dask":
@@ -94,6 +96,7 @@ def run_worker(
     if not poll_seconds > 0:
         raise ConfigError(f"invalid poll interval {poll_seconds!r}; give a positive number of seconds")
     ref, names = fit.spec.likelihood, fit.space.names
+    check_allowed(ref, fit.name)
     check_likelihood(ref, names)
 
     runner = LocalPool(ref, names, 1, executor="worker") if ref.timeout else InlineExecutor(ref, names)
