@@ -217,9 +217,20 @@ def _refine_basins(evaluated_u: np.ndarray, evaluated_chi2: np.ndarray, basins: 
     refined: list[np.ndarray] = []
     for basin in basins:
         point = refine_minimum(evaluated_u[basin.members], evaluated_chi2[basin.members])
-        if point is not None and all(np.abs(point - other).max() > DUPLICATE_TOLERANCE for other in refined):
-            refined.append(point)
+        if point is None or not _is_new(point, refined):
+            continue
+        # Once the quadratic's minimum has been evaluated, proposing it again
+        # in every later step would only repeat that evaluation.
+        if not _is_new(point, evaluated_u):
+            continue
+        refined.append(point)
     return np.array(refined).reshape(-1, evaluated_u.shape[1])
+
+
+def _is_new(point: np.ndarray, others) -> bool:
+    """Tell whether ``point`` differs from every row of ``others`` by more than DUPLICATE_TOLERANCE."""
+    others = np.asarray(others).reshape(-1, len(point))
+    return len(others) == 0 or bool(np.abs(others - point).max(axis=1).min() > DUPLICATE_TOLERANCE)
 
 
 def _select_basin_quota(

@@ -113,6 +113,18 @@ def test_single_acquisition_point_is_refined_minimum(trained, strategy):
     np.testing.assert_allclose(batch.x[0], refined[0])
 
 
+def test_evaluated_refinement_not_proposed_again(trained):
+    x, chi2, model = trained
+    refined = SPACE.from_unit(refine_minimum(SPACE.to_unit(x), chi2)[None, :])
+    x_after = np.vstack([x, refined])
+    chi2_after = np.append(chi2, chi2_of(refined))
+
+    batch = propose_batch(SPACE, model, x_after, chi2_after, strategy="committee", batch_size=6,
+                          exploration_fraction=0.0, n_candidates=256, rng=np.random.default_rng(3))
+
+    assert not np.isclose(batch.x, refined).all(axis=1).any()
+
+
 def test_refinement_off_uses_strategy_only(trained):
     x, chi2, model = trained
     batch = propose_batch(SPACE, model, x, chi2, strategy="committee", batch_size=6, exploration_fraction=0.0,
