@@ -162,7 +162,7 @@ class Campaign:
                 "settings": self.settings.to_dict(),
                 "delta_chi2": self.settings.low_region_width(self.space.dim),
                 "counts": status_counts(session, self.id),
-                "best_chi2": best_chi2(session, self.id),
+                "best_chi2": best_chi2(session, self.id, self.spec.likelihood.version),
                 "views": [f"points_{row.view_suffix}", f"samples_{row.view_suffix}"],
             }
 

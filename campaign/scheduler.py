@@ -339,12 +339,12 @@ class _StepContext:
                        models.Point.origin.in_(["acquisition", "exploration"]))
                 .group_by(models.Point.status)
             ).all())
-            best = best_chi2(session, self.fit.id)
+            best = best_chi2(session, self.fit.id, self.fit.spec.likelihood.version)
+            step.n_evaluated = counts.get("done", 0)
+            step.n_failed = counts.get("failed", 0)
             convergence = self._convergence(session, step, best)
             step.status = "done"
             step.phase = None
-            step.n_evaluated = counts.get("done", 0)
-            step.n_failed = counts.get("failed", 0)
             step.best_chi2 = best
             step.convergence = convergence
             step.finished_at = datetime.now(timezone.utc)
@@ -402,12 +402,19 @@ class _StepContext:
                 models.Point.campaign_id == self.fit.id, models.Point.status.in_(["done", "failed"]))))
 
     def _missing_design_points(self) -> int:
+        """Count the design points still needed, ignoring points of older likelihood versions.
+
+        Pending and running points count whatever version they were added
+        with, because the current likelihood evaluates them.
+        """
+        points = models.Point
+        current = (points.likelihood_version == self.fit.spec.likelihood.version) | points.status.in_(
+            ("pending", "running"))
         with self.fit.store.transaction() as session:
-            points = models.Point
             initial = session.scalar(sa.select(sa.func.count()).where(
-                points.campaign_id == self.fit.id, points.origin == "initial"))
+                points.campaign_id == self.fit.id, points.origin == "initial", current))
             usable = session.scalar(sa.select(sa.func.count()).where(
-                points.campaign_id == self.fit.id, points.status != "failed"))
+                points.campaign_id == self.fit.id, points.status != "failed", current))
         if initial:
             return 0
         return max(0, self.settings.initial_points - usable)
@@ -445,8 +452,8 @@ class _StepContext:
     def _convergence(self, session, step: models.Step, best: float | None) -> dict:
         """Compute the convergence criterion of a finished step.
 
-        A step is quiet when it lowered the best chi2 by less than
-        ``convergence_tolerance``. The regressor has settled when its mean
+        A step is quiet when it evaluated points and lowered the best chi2 by
+        less than ``convergence_tolerance``. The regressor has settled when its mean
         absolute error on the batch's points inside the low region is at
         most :data:`SETTLED_ERROR_FACTOR` times its cross-validated error, and
         it is accurate when that batch error is at most ``convergence_mae``.
@@ -462,7 +469,8 @@ class _StepContext:
             improvement = None
         else:
             improvement = previous_best - best
-        quiet = improvement is not None and improvement < settings.convergence_tolerance
+        # A step whose batch all failed learned nothing, so it is no evidence of convergence.
+        quiet = improvement is not None and improvement < settings.convergence_tolerance and step.n_evaluated > 0
         quiet_steps = 0
         if quiet:
             quiet_steps = 1 + (previous.convergence.get("quiet_steps", 0) if previous else 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 
@@ -188,3 +189,29 @@ def test_other_likelihood_version_ignored(sqlite_url, repo_cwd):
     with fit.store.transaction() as session:
         newest = session.scalars(sa.select(models.ModelVersion).order_by(models.ModelVersion.version.desc())).first()
     assert newest.n_train == n_current
+
+def test_new_version_gets_new_design(sqlite_url, repo_cwd):
+    fit = make_campaign(sqlite_url)
+    fit.step(workers=1)
+    spec = dataclasses.replace(fit.spec, likelihood=dataclasses.replace(fit.spec.likelihood, version="2"))
+    updated, _ = api.update_campaign(spec, sqlite_url, force=True)
+
+    report = updated.step(workers=1)
+
+    assert len(updated.arrays()) == SETTINGS["initial_points"] + report.n_evaluated
+    assert updated.describe()["best_chi2"] == report.best_chi2
+
+
+def test_failed_batch_is_not_quiet(sqlite_url, repo_cwd, tmp_path):
+    fit = make_campaign(sqlite_url, convergence_tolerance=1e9, convergence_patience=1)
+    fit.step(workers=1)
+    broken = tmp_path / "broken.py"
+    broken.write_text("def chi2(a, b):\n    raise RuntimeError('detector offline')\n")
+    spec = dataclasses.replace(fit.spec, likelihood=dataclasses.replace(fit.spec.likelihood, python=f"{broken}:chi2"))
+    updated, _ = api.update_campaign(spec, sqlite_url, force=True)
+
+    report = updated.step(workers=1)
+
+    assert report.n_evaluated == 0
+    assert report.n_failed > 0
+    assert report.convergence["quiet_steps"] == 0

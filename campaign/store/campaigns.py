@@ -117,7 +117,7 @@ def list_campaigns(session: Session) -> list[dict]:
             "name": row.name,
             "dim": dims.get(row.id, 0),
             "points": counts.get(row.id, 0),
-            "best_chi2": best_chi2(session, row.id),
+            "best_chi2": best_chi2(session, row.id, row.likelihood_version),
             "created_by": row.created_by,
             "created_at": row.created_at,
             "description": row.description,
@@ -152,12 +152,17 @@ def status_counts(session: Session, campaign_id: int) -> dict[str, int]:
     return counts
 
 
-def best_chi2(session: Session, campaign_id: int) -> float | None:
-    """Return the lowest finite chi2 of a campaign's evaluated points, or None."""
+def best_chi2(session: Session, campaign_id: int, likelihood_version: str | None = None) -> float | None:
+    """Return the lowest finite chi2 of a campaign's evaluated points, or None.
+
+    With ``likelihood_version``, only points evaluated with that version count.
+    """
     chi2 = models.Point.chi2
     # NaN sorts above every number on both backends, so these bounds exclude it.
     finite = (chi2 < float("inf")) & (chi2 > float("-inf"))
     condition = (models.Point.campaign_id == campaign_id) & (models.Point.status == "done") & finite
+    if likelihood_version is not None:
+        condition &= models.Point.likelihood_version == likelihood_version
     return session.scalar(sa.select(sa.func.min(chi2)).where(condition))
 
 
