@@ -172,3 +172,13 @@ def test_help_imports_no_xgboost():
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
     assert completed.stdout.split() == ["False", "False"]
+
+
+def test_database_error_names_masked_url(tmp_path):
+    url = f"sqlite:///{tmp_path}/missing-dir/x.db"
+
+    result = run(url, "list")
+
+    assert result.exit_code == 1
+    assert f"database error on {url}: unable to open database file" in result.output
+    assert "sqlalche.me" not in result.output

@@ -46,8 +46,24 @@ class CampaignGroup(click.Group):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             ctx.exit(EXIT_BROKEN_PIPE)
         except Exception as exc:
-            _report(ctx, exc, f"Error: {type(exc).__name__}: {exc}\nRun again with --debug to see the traceback.")
+            _report(ctx, exc, f"Error: {_describe_failure(ctx, exc)}\nRun again with --debug to see the traceback.")
             ctx.exit(EXIT_FAILURE)
+
+
+def _describe_failure(ctx: click.Context, exc: Exception) -> str:
+    """Describe an unexpected failure in one line; database errors name the (masked) URL."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        from campaign.store.engine import resolve_url, safe_url
+
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        try:
+            where = safe_url(resolve_url((ctx.obj or {}).get("db")))
+        except CampaignError:
+            where = "the database"
+        return f"database error on {where}: {reason}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _report(ctx: click.Context, exc: Exception, message: str) -> None:

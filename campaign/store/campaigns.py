@@ -14,6 +14,7 @@ from campaign.errors import ConfigError, ConflictError, NotFoundError
 from campaign.space import Parameter as SpaceParameter
 from campaign.space import ParameterSpace
 from campaign.store import models
+from campaign.store.engine import safe_url
 from campaign.store.views import create_views, drop_views, view_suffix
 
 __all__ = [
@@ -95,7 +96,8 @@ def find_campaign(session: Session, name: str) -> models.Campaign:
     if row is None:
         names = session.scalars(sa.select(models.Campaign.name).order_by(models.Campaign.name).limit(20)).all()
         known = ", ".join(names) if names else "none yet; create one with `campaign create`"
-        raise NotFoundError(f"campaign {name!r} not found; existing campaigns: {known}")
+        where = safe_url(session.get_bind().url)
+        raise NotFoundError(f"campaign {name!r} not found in {where}; existing campaigns: {known}")
     return row
 
 
