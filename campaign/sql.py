@@ -1,8 +1,10 @@
 """Read-only SQL queries on a campaign database.
 
-The database enforces read-only access: on SQLite the connection runs with
-``PRAGMA query_only``, on PostgreSQL the query runs in a ``READ ONLY``
-transaction. With a campaign name, four temporary views show only that
+Only read statements reach the database: the first keyword must be
+SELECT, WITH, VALUES, EXPLAIN or, on PostgreSQL, TABLE. The database also
+enforces read-only access, for writes inside a WITH or EXPLAIN ANALYZE: on
+SQLite the connection runs with ``PRAGMA query_only``, on PostgreSQL the
+query runs in a ``READ ONLY`` transaction. With a campaign name, four temporary views show only that
 campaign's rows. They take precedence over the tables ``points`` and
 ``chains`` on both backends:
 
@@ -22,8 +24,11 @@ from __future__ import annotations
 import logging
 import math
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from pathlib import Path
+
+import numpy as np
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -35,7 +40,10 @@ from campaign.store.schema import VERSION_TABLE, current_revision, head_revision
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["run_query", "check_single_statement", "write_result", "FORMATS", "RELATIONS"]
+__all__ = [
+    "QueryResult", "fetch_result", "run_query", "check_single_statement", "check_read_statement",
+    "write_result", "FORMATS", "RELATIONS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +51,13 @@ FORMATS = ("table", "csv", "json", "parquet")
 #: Relations defined for a named campaign.
 RELATIONS = ("points", "samples", "models", "chains")
 MESSAGE_LIMIT = 300
-#: Leading keywords of statements that change data or schema.
-WRITE_KEYWORDS = frozenset({
-    "insert", "update", "delete", "replace", "merge", "upsert", "drop", "create", "alter",
-    "truncate", "grant", "revoke", "vacuum", "reindex", "comment", "copy",
-})
+#: First keywords of read statements, per backend.
+READ_KEYWORDS = {
+    "sqlite": ("SELECT", "WITH", "VALUES", "EXPLAIN"),
+    "postgresql": ("SELECT", "WITH", "VALUES", "EXPLAIN", "TABLE"),
+}
+#: JSON has no NaN or infinity, so write_result writes these strings (as JavaScript's Number() parses them).
+JSON_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 _MODEL_COLUMNS = (
     "m.id", "m.version", "p.version AS parent_version", "m.training_mode", "m.n_train", "m.n_low",
@@ -61,6 +71,21 @@ _CHAIN_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class QueryResult:
+    """Rows of a query as a frame, with the cells that are SQL NULL.
+
+    Attributes:
+        frame: One column per selected column. NULL is NaN in number columns,
+            like a NaN value, so only ``nulls`` distinguishes the two.
+        nulls: Boolean array, shape (rows, columns): True where the database
+            returned NULL.
+    """
+
+    frame: pd.DataFrame
+    nulls: np.ndarray
+
+
 def run_query(sql: str, url: str | None = None, campaign: str | None = None) -> pd.DataFrame:
     """Run one read-only SQL statement and return its rows.
 
@@ -72,18 +97,26 @@ def run_query(sql: str, url: str | None = None, campaign: str | None = None) -> 
 
     Returns:
         The result, one column per selected column. On SQLite a NaN chi2 is
-        stored as the text ``'NaN'``; it is returned as a float NaN.
+        stored as the text ``'NaN'``; it is returned as a float NaN. In number
+        columns NULL is NaN too; :func:`fetch_result` distinguishes them.
 
     Raises:
-        ConfigError: The SQL is empty, has more than one statement, writes,
-            or the database rejects it. The message contains the database's
-            reason, and for an unknown column it lists the known columns.
+        ConfigError: The SQL is empty, has more than one statement, is not a
+            read statement, or the database rejects it. The message contains
+            the database's reason, and for an unknown column it lists the
+            known columns.
         NotFoundError: No campaign has this name.
         SchemaError: The database has no campaign schema or an outdated one.
     """
+    return fetch_result(sql, url, campaign).frame
+
+
+def fetch_result(sql: str, url: str | None = None, campaign: str | None = None) -> QueryResult:
+    """Run one read-only SQL statement; like :func:`run_query`, but also mark the NULL cells."""
     statement = check_single_statement(sql)
     url = resolve_url(url)
     dialect = sa.engine.make_url(url).get_backend_name()
+    check_read_statement(statement, dialect)
     engine = create_engine(url, read_only=dialect == "sqlite")
     logger.info("running a read-only query on %s", safe_url(url))
     try:
@@ -102,7 +135,8 @@ def run_query(sql: str, url: str | None = None, campaign: str | None = None) -> 
                 connection.rollback()
     finally:
         engine.dispose()
-    return _to_frame(columns, rows)
+    nulls = np.array([[value is None for value in row] for row in rows], dtype=bool).reshape(len(rows), len(columns))
+    return QueryResult(_to_frame(columns, rows), nulls)
 
 
 def check_single_statement(sql: str) -> str:
@@ -128,14 +162,45 @@ def check_single_statement(sql: str) -> str:
     return statement
 
 
-def write_result(frame: pd.DataFrame, fmt: str, path: str | Path | None = None) -> str | None:
-    """Render a query result as csv or json text, or write it to a file.
+def check_read_statement(statement: str, dialect: str) -> None:
+    """Raise unless the statement's first keyword starts a read statement.
+
+    Comments, whitespace and opening parentheses before the keyword are
+    skipped. A write nested in a WITH or EXPLAIN statement passes this check,
+    and the read-only connection rejects it.
 
     Args:
-        frame: The rows from :func:`run_query`.
-        fmt: ``csv``, ``json`` (a list of row objects; NaN and inf become
-            null) or ``parquet`` (needs ``path``). The aligned table format
-            belongs to the command line.
+        statement: One SQL statement.
+        dialect: ``sqlite`` or ``postgresql``.
+
+    Raises:
+        ConfigError: The first keyword is not in :data:`READ_KEYWORDS`.
+    """
+    allowed = READ_KEYWORDS[dialect]
+    text = _strip_comments(statement).lstrip(" \t\r\n(")
+    match = re.match(r"[A-Za-z_]+|\S+", text)
+    keyword = match.group(0).upper() if match else ""
+    if keyword in allowed:
+        return
+    raise ConfigError(
+        f"only read queries are allowed, but this statement starts with {_shorten(keyword)!r}; "
+        f"start it with {', '.join(allowed[:-1])} or {allowed[-1]}"
+    )
+
+
+def write_result(result: QueryResult, fmt: str, path: str | Path | None = None) -> str | None:
+    """Render a query result as csv or json text, or write it to a file.
+
+    NULL and NaN stay distinct. csv writes NULL as an empty cell and NaN,
+    inf, -inf as ``NaN``, ``inf``, ``-inf``. json writes NULL as null and
+    NaN, inf, -inf as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``,
+    because JSON numbers cannot be NaN or infinite. parquet stores NULL as
+    null and NaN as a float NaN.
+
+    Args:
+        result: The rows from :func:`fetch_result`.
+        fmt: ``csv``, ``json`` (a list of row objects) or ``parquet`` (needs
+            ``path``). The aligned table format belongs to the command line.
         path: Output file; the text is returned when None.
 
     Raises:
@@ -144,11 +209,12 @@ def write_result(frame: pd.DataFrame, fmt: str, path: str | Path | None = None) 
     if fmt == "parquet":
         if path is None:
             raise ConfigError("--format parquet writes binary data; give a file with --output FILE")
-        frame.to_parquet(path, index=False)
+        _write_parquet(result, path)
         return None
     if fmt == "csv":
-        text = frame.to_csv(index=False)
+        text = _mark_non_finite(result, {"nan": "NaN"}).to_csv(index=False)
     elif fmt == "json":
+        frame = _mark_non_finite(result, JSON_NON_FINITE)
         text = frame.to_json(orient="records", date_format="iso", indent=1) + "\n"
     else:
         raise ConfigError(f"unknown output format {fmt!r}; choose one of csv, json, parquet")
@@ -156,6 +222,56 @@ def write_result(frame: pd.DataFrame, fmt: str, path: str | Path | None = None) 
         return text
     Path(path).write_text(text)
     return None
+
+
+def _non_finite_cells(result: QueryResult, position: int) -> np.ndarray | None:
+    """Return a mask of the NaN and infinite values (not NULL) of one column, or None when it has none."""
+    column = result.frame.iloc[:, position]
+    if not _is_float_column(column):
+        return None
+    values = column.to_numpy(dtype=float)
+    mask = ~np.isfinite(values) & ~result.nulls[:, position]
+    return mask if mask.any() else None
+
+
+def _is_float_column(column: pd.Series) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_float_dtype(column.dtype)
+
+
+def _mark_non_finite(result: QueryResult, names: dict[str, str]) -> pd.DataFrame:
+    """Replace NaN and infinite values by the strings in ``names`` (keys nan, inf, -inf).
+
+    A column with such a value becomes an object column, NULL cells become
+    None, and values without a name in ``names`` stay floats.
+    """
+    frame = result.frame.copy()
+    for position in range(frame.shape[1]):
+        mask = _non_finite_cells(result, position)
+        if mask is None:
+            continue
+        values = frame.iloc[:, position].to_numpy(dtype=float).astype(object)
+        for index in np.flatnonzero(mask):
+            values[index] = names.get(str(values[index]), values[index])
+        values[result.nulls[:, position]] = None
+        frame.isetitem(position, values)
+    return frame
+
+
+def _write_parquet(result: QueryResult, path: str | Path) -> None:
+    """Write parquet with NULL as null and NaN as NaN (pyarrow turns every NaN into null by default)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(result.frame, preserve_index=False)
+    for position in range(result.frame.shape[1]):
+        if _non_finite_cells(result, position) is None:
+            continue
+        values = result.frame.iloc[:, position].to_numpy(dtype=float)
+        column = pa.array(values, mask=result.nulls[:, position], from_pandas=False)
+        table = table.set_column(position, table.field(position), column)
+    pq.write_table(table, path)
 
 
 def _statement_end(text: str) -> int | None:
@@ -268,8 +384,7 @@ def _translate_error(
         # stay. On SQLite a rollback would drop them, so the transaction stays open.
         connection.rollback()
     logger.info("query rejected by the database: %s", message)
-    first_word = _strip_comments(statement).split(maxsplit=1)[0].lower()
-    if "read-only" in lowered or "readonly" in lowered or first_word in WRITE_KEYWORDS:
+    if "read-only" in lowered or "readonly" in lowered:
         return ConfigError(
             f"campaign query is read-only and the database rejected a write: {message}; "
             "use SELECT statements only"

@@ -85,28 +85,60 @@ def test_percent_in_like_pattern(filled):
     assert frame["n"][0] == len(GRID)
 
 
-@pytest.mark.parametrize("sql", [
-    "DELETE FROM points",
-    "UPDATE points SET chi2 = 0",
-    "DROP TABLE points",
-    "INSERT INTO campaigns (name) VALUES ('x')",
+@pytest.mark.parametrize("sql, keyword", [
+    ("DELETE FROM points", "DELETE"),
+    ("UPDATE points SET chi2 = 0", "UPDATE"),
+    ("DROP TABLE points", "DROP"),
+    ("INSERT INTO campaigns (name) VALUES ('x')", "INSERT"),
+    ("PRAGMA writable_schema=1", "PRAGMA"),
+    ("-- comment\n /* block */ pragma query_only=OFF", "PRAGMA"),
+    ("SET TRANSACTION READ WRITE", "SET"),
+    ("BEGIN", "BEGIN"),
 ])
-def test_writes_rejected_unchanged(filled, sql):
+def test_writes_rejected_unchanged(filled, sql, keyword):
     url, data = filled
     before = count_points(url)
     for campaign in (None, data.name):
-        with pytest.raises(ConfigError, match="read-only"):
+        with pytest.raises(ConfigError, match="only read queries") as info:
             run_query(sql, url, campaign)
+        assert repr(keyword) in str(info.value)
+        assert "DROP VIEW" not in str(info.value)
     assert count_points(url) == before
+
+
+def test_attach_rejected_before_driver(filled, tmp_path):
+    url, _ = filled
+    attached = tmp_path / "x.db"
+    with pytest.raises(ConfigError, match="only read queries.*'ATTACH'"):
+        run_query(f"ATTACH DATABASE '{attached}' AS x", url)
+    assert not attached.exists()
+
+
+def test_read_keywords_accepted(filled):
+    url, data = filled
+    assert run_query("  /* c */ SELECT 1 AS n", url)["n"].tolist() == [1]
+    assert run_query("WITH t AS (SELECT 2 AS n) SELECT n FROM t", url)["n"].tolist() == [2]
+    assert run_query("values (3)", url).iloc[0, 0] == 3
+    assert len(run_query("EXPLAIN SELECT * FROM points", url, data.name)) > 0
+    if url.startswith("postgresql"):
+        assert len(run_query("TABLE points", url, data.name)) == data.n_points
+        assert run_query("(SELECT 4 AS n)", url)["n"].tolist() == [4]
+    else:
+        with pytest.raises(ConfigError, match="'TABLE'; start it with SELECT, WITH, VALUES or EXPLAIN"):
+            run_query("TABLE points", url, data.name)
 
 
 def test_write_on_base_table_rejected_by_database(filled):
     url, data = filled
-    # With a campaign, "points" is a view; the qualified base table is still protected
-    # by the read-only connection or transaction, not by the view.
+    # A write behind a WITH passes the keyword check; the read-only connection
+    # or transaction rejects it. With a campaign, "points" is a view, so the
+    # qualified base table is used.
     table = "main.points" if url.startswith("sqlite") else "points"
-    with pytest.raises(ConfigError, match="read-only"):
-        run_query(f"DELETE FROM {table}", url)
+    with pytest.raises(ConfigError, match="read-only and the database rejected a write"):
+        run_query(f"WITH t AS (SELECT 1) DELETE FROM {table}", url)
+    if url.startswith("postgresql"):
+        with pytest.raises(ConfigError, match="read-only and the database rejected a write"):
+            run_query("EXPLAIN ANALYZE DELETE FROM points", url)
     assert count_points(url) == data.n_points
 
 
@@ -141,11 +173,13 @@ def test_unknown_column_lists_columns(filled):
 def test_syntax_error_message_short(filled):
     url, data = filled
     with pytest.raises(ConfigError) as info:
-        run_query("SELEC a FROM points", url, data.name)
+        run_query("SELECT a FROM points WHERE ORDER", url, data.name)
     message = str(info.value)
     assert message.startswith("SQL syntax error:")
-    assert "SELEC" in message or "selec" in message.lower()
+    assert "ORDER" in message
     assert "\n" not in message
+    with pytest.raises(ConfigError, match="starts with 'SELEC'"):
+        run_query("SELEC a FROM points", url, data.name)
 
 
 def test_unknown_table_lists_relations(filled):
@@ -189,12 +223,58 @@ def test_cli_formats(filled, tmp_path):
     assert pd.read_parquet(path).to_dict("records") == [{"a": 0.0, "b": 0.0, "chi2": 0.0}]
 
 
+NON_FINITE_SQL = (
+    "SELECT a, CASE WHEN a = 4 THEN -chi2 ELSE chi2 END AS signed, chi2 FROM points WHERE step > 0 ORDER BY a"
+)
+
+
+def test_cli_table_nan_differs_from_null(filled):
+    url, data = filled
+    result = CliRunner().invoke(main, ["--db", url, "query", data.name, NON_FINITE_SQL])
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines()[2:5]]
+    assert rows == [["-3", "-", "-"], ["3", "nan", "nan"], ["4", "-inf", "inf"]]
+
+
+def test_cli_csv_json_nan_differs_from_null(filled):
+    url, data = filled
+    runner = CliRunner()
+    as_csv = runner.invoke(main, ["--db", url, "query", data.name, NON_FINITE_SQL, "--format", "csv"])
+    assert as_csv.exit_code == 0, as_csv.output
+    assert as_csv.output.splitlines() == ["a,signed,chi2", "-3.0,,", "3.0,NaN,NaN", "4.0,-inf,inf"]
+
+    as_json = runner.invoke(main, ["--db", url, "query", data.name, NON_FINITE_SQL, "--format", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.output) == [
+        {"a": -3.0, "signed": None, "chi2": None},
+        {"a": 3.0, "signed": "NaN", "chi2": "NaN"},
+        {"a": 4.0, "signed": "-Infinity", "chi2": "Infinity"},
+    ]
+
+
+def test_parquet_nan_differs_from_null(filled, tmp_path):
+    import pyarrow.parquet as pq
+
+    url, data = filled
+    path = tmp_path / "out.parquet"
+    result = CliRunner().invoke(main, ["--db", url, "query", data.name, NON_FINITE_SQL, "--format", "parquet", "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(path)
+    assert table.column("chi2").null_count == 1
+    signed = table.column("signed").to_pylist()
+    assert signed[0] is None
+    assert math.isnan(signed[1])
+    assert signed[2] == -math.inf
+
+
 def test_cli_bad_input_exit_2(filled):
     url, data = filled
     runner = CliRunner()
     cases = [
         [data.name, "SELECT nope FROM points"],
         [data.name, "DELETE FROM points"],
+        [data.name, "PRAGMA writable_schema=1"],
+        ["ATTACH DATABASE 'attached.db' AS x"],
         [data.name, "SELECT 1; DELETE FROM points"],
         ["missing", "SELECT 1"],
         [data.name, "SELECT a FROM points", "--format", "parquet"],

@@ -7,13 +7,16 @@ import click
 from campaign import api
 from campaign.cli import main
 from campaign.cli.format import format_table
-from campaign.sql import FORMATS, write_result
+from campaign.sql import FORMATS, fetch_result, write_result
 
 
 @main.command()
 @click.argument("arguments", nargs=-1, required=True, metavar="[NAME] SQL")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="Output format: an aligned table, csv, json (a list of row objects) or parquet.")
+              help="Output format: an aligned table, csv, json (a list of row objects) or parquet. "
+                   "NULL is '-' in the table, an empty csv cell and json null; NaN and infinities are "
+                   "nan/inf/-inf in the table, NaN/inf/-inf in csv and the strings \"NaN\", \"Infinity\", "
+                   "\"-Infinity\" in json.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the result to this file instead of standard output (required for parquet).")
 @click.pass_obj
@@ -32,10 +35,13 @@ def query(obj, arguments, fmt, output):
             f"expected [NAME] SQL, got {len(arguments)} arguments; quote the SQL statement as one argument"
         )
     name, sql = (None, arguments[0]) if len(arguments) == 1 else arguments
-    frame = api.query(sql, obj["db"], campaign=name)
+    result = fetch_result(sql, obj["db"], campaign=name)
+    frame = result.frame
 
     if fmt == "table":
-        text = format_table(list(frame.columns), frame.astype(object).where(frame.notna(), None).values.tolist())
+        cells = frame.astype(object).to_numpy(copy=True)
+        cells[result.nulls] = None
+        text = format_table(list(frame.columns), cells.tolist())
         text += f"\n({len(frame)} row{'s' if len(frame) != 1 else ''})\n"
         if output is None:
             click.echo(text, nl=False)
@@ -43,7 +49,7 @@ def query(obj, arguments, fmt, output):
         with open(output, "w") as handle:
             handle.write(text)
     else:
-        text = write_result(frame, fmt, output)
+        text = write_result(result, fmt, output)
         if output is None:
             click.echo(text, nl=False)
             return
