@@ -30,7 +30,7 @@ from campaign.moves import DEMove, SnookerMove, VectorizedSampler
 from campaign.space import ParameterSpace
 
 __all__ = [
-    "SamplerOptions", "ChainRun", "log_probability", "initial_walkers", "run_sampler",
+    "SamplerOptions", "ChainRun", "min_walkers", "MIN_WALKERS", "MAX_SEED", "log_probability", "initial_walkers", "run_sampler",
     "burn_in_and_thin", "summarize", "QUANTILES",
 ]
 
@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 #: Quantiles stored per parameter: the 95% and 68% central intervals and the median.
 QUANTILES = (0.025, 0.16, 0.5, 0.84, 0.975)
+#: Smallest ensemble for the DE and snooker moves, whatever the dimension (see min_walkers).
+MIN_WALKERS = 4
+#: Largest seed numpy's RandomState accepts.
+MAX_SEED = 2**32 - 1
 DE_FRACTION = 0.8
 SNOOKER_FRACTION = 0.2
 #: Relative spread of the jitter added to starting points, in unit-cube coordinates.
@@ -46,12 +50,22 @@ START_JITTER = 1e-3
 Chi2Function = Callable[[np.ndarray], np.ndarray]
 
 
+def min_walkers(dim: int) -> int:
+    """Return the smallest ensemble emcee can run with ``dim`` parameters.
+
+    emcee's red-blue moves reject fewer than 2 walkers per parameter. The
+    DE move draws two distinct walkers from the other half of the ensemble
+    and the snooker move splits it into 4 groups, so both need at least 4.
+    """
+    return max(MIN_WALKERS, 2 * dim)
+
+
 @dataclass(frozen=True)
 class SamplerOptions:
     """Settings of one emcee run.
 
     Attributes:
-        n_walkers: Walkers in the ensemble; even and at least 2 * dim.
+        n_walkers: Walkers in the ensemble; even and at least :func:`min_walkers`.
         max_steps: Upper limit of steps per walker.
         seed: Seed of the start jitter and of emcee's random state.
         check_every: Steps between convergence checks and checkpoints.
@@ -68,10 +82,14 @@ class SamplerOptions:
 
     def check(self, dim: int) -> None:
         """Raise ConfigError on settings emcee cannot run with."""
-        if self.n_walkers < 2 * dim or self.n_walkers % 2:
+        minimum = min_walkers(dim)
+        if self.n_walkers < minimum or self.n_walkers % 2:
             raise ConfigError(
-                f"walkers: need an even number of at least {2 * dim} (2 per parameter), got {self.n_walkers}"
+                f"walkers: need an even number of at least {minimum} (2 per parameter and at least "
+                f"{MIN_WALKERS}), got {self.n_walkers}"
             )
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed: must be an integer from 0 to {MAX_SEED} (numpy's RandomState), got {self.seed}")
         if self.max_steps < 1:
             raise ConfigError(f"max_steps: must be at least 1, got {self.max_steps}")
         if self.check_every < 1:

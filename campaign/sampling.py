@@ -55,9 +55,10 @@ def sample_campaign(
 
     Args:
         fit: An open :class:`campaign.api.Campaign`.
-        walkers: Ensemble size; :func:`default_walkers` when None.
+        walkers: Ensemble size, even and at least
+            :func:`campaign.posterior.min_walkers`; :func:`default_walkers` when None.
         max_steps: Upper limit of steps per walker.
-        seed: Seed of the chain; the campaign's seed when None.
+        seed: Seed of the chain, 0 to 2**32 - 1; the campaign's seed when None.
         check_every: Steps between convergence checks and checkpoints.
         version: Model version number; the newest when None.
         resume: Id of an interrupted or unconverged chain to continue; its
@@ -68,11 +69,22 @@ def sample_campaign(
     Returns:
         A summary: chain id, steps, acceptance fraction, tau, converged,
         number of stored samples, best fit and profile intervals.
+
+    Raises:
+        ConfigError: ``walkers``, ``seed``, ``max_steps`` or ``check_every``
+            is out of range; the message names the value.
     """
     from campaign.surrogate.compiled import compile_surrogate
     from campaign.surrogate.registry import load_model
 
     space = fit.space
+    if resume is None:
+        # Check the settings before loading and compiling the model.
+        options = SamplerOptions(
+            n_walkers=default_walkers(space.dim) if walkers is None else walkers, max_steps=max_steps,
+            seed=fit.settings.seed if seed is None else seed, check_every=check_every,
+        )
+        options.check(space.dim)
     with fit.store.transaction() as session:
         if resume is not None:
             chain_row, previous, options = _resumable_chain(session, fit.id, resume, max_steps)
@@ -86,11 +98,6 @@ def sample_campaign(
     points = fit.arrays()
 
     if resume is None:
-        options = SamplerOptions(
-            n_walkers=walkers or default_walkers(space.dim), max_steps=max_steps,
-            seed=fit.settings.seed if seed is None else seed, check_every=check_every,
-        )
-        options.check(space.dim)
         start = initial_walkers(space, points.x, points.chi2, options.n_walkers, options.seed)
         chain_id = _insert_chain(fit, version_row.id, options, surrogate.backend)
         previous = None

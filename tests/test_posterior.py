@@ -7,7 +7,8 @@ import pytest
 
 from campaign.errors import ConfigError
 from campaign.posterior import (
-    ChainRun, SamplerOptions, burn_in_and_thin, initial_walkers, log_probability, run_sampler, summarize,
+    ChainRun, SamplerOptions, burn_in_and_thin, initial_walkers, log_probability, min_walkers, run_sampler,
+    summarize,
 )
 from campaign.profile import find_best_fit, profile_grid, profile_likelihood, wilks_interval
 from campaign.space import Parameter, ParameterSpace
@@ -130,6 +131,24 @@ def test_log_probability_outside_box():
 def test_odd_walkers_rejected():
     with pytest.raises(ConfigError, match="even number of at least 4"):
         SamplerOptions(n_walkers=5).check(2)
+
+
+def test_min_walkers_one_parameter():
+    # With one parameter, 2 walkers satisfy 2 per parameter, but the DE move
+    # needs two walkers in the other half and the snooker move 4 groups.
+    assert min_walkers(1) == 4
+    assert min_walkers(3) == 6
+    for walkers in (0, 2, -4):
+        with pytest.raises(ConfigError, match=f"at least 4 .*got {walkers}"):
+            SamplerOptions(n_walkers=walkers).check(1)
+    SamplerOptions(n_walkers=4).check(1)
+
+
+def test_seed_out_of_range_rejected():
+    for seed in (-1, 2**32):
+        with pytest.raises(ConfigError, match=f"seed: must be an integer from 0 to 4294967295.*got {seed}"):
+            SamplerOptions(n_walkers=8, seed=seed).check(2)
+    SamplerOptions(n_walkers=8, seed=2**32 - 1).check(2)
 
 
 def test_no_finite_chi2_rejected():

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from campaign import api
 from campaign.cli import main
 from campaign.config import load_campaign_file
+from campaign.errors import ConfigError
 from campaign.store import models
 from campaign.store.points import insert_points
 from campaign.surrogate.model import SurrogateModel
@@ -144,6 +145,33 @@ def test_cli_commands_and_show(fitted, db_url, tmp_path):
     assert shown.exit_code == 0, shown.output
     assert "Latest chain" in shown.output
     assert "Profile likelihood intervals" in shown.output
+
+
+def test_sample_rejects_bad_walkers_seed(fitted):
+    for settings, pattern in [
+        ({"walkers": 0}, "walkers: need an even number of at least 8.*got 0"),
+        ({"walkers": 6}, "got 6"),
+        ({"seed": -1}, "seed: must be an integer from 0 .*got -1"),
+    ]:
+        with pytest.raises(ConfigError, match=pattern):
+            fitted.sample(max_steps=100, check_every=100, profiles=False, **settings)
+    with fitted.store.transaction() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(models.Chain)) == 0
+
+
+def test_cli_sample_range_checks(fitted, db_url):
+    from campaign import posterior
+    from campaign.cli import posterior_commands
+
+    assert posterior_commands.MIN_WALKERS == posterior.MIN_WALKERS
+    assert posterior_commands.MAX_SEED == posterior.MAX_SEED
+    runner = CliRunner()
+    for option, value in [("--seed", "-1"), ("--seed", str(2**32)), ("--walkers", "0"), ("--walkers", "-2")]:
+        outcome = runner.invoke(main, ["--db", db_url, "sample", "gaussian-4d", option, value])
+        assert outcome.exit_code == 2, outcome.output
+        assert f"Invalid value for '{option}'" in outcome.output
+        assert value in outcome.output
+        assert "Traceback" not in outcome.output
 
 
 def test_cli_rejects_odd_walkers(fitted, db_url):

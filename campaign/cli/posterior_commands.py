@@ -13,6 +13,9 @@ BACKEND_HELP = "Predictor of the surrogate: numba (flat trees), tl2cgen (shared 
 #: The names of campaign.surrogate.compiled.BACKENDS, repeated here so that --help
 #: does not import XGBoost; a test checks that the two agree.
 COMPILED_BACKENDS = ("numba", "tl2cgen", "xgboost")
+#: campaign.posterior.MIN_WALKERS and MAX_SEED, repeated for the same reason; a test checks them.
+MIN_WALKERS = 4
+MAX_SEED = 2**32 - 1
 
 
 @main.command("compile")
@@ -29,9 +32,12 @@ def compile_command(obj, name, version, backend):
 
 @main.command()
 @click.argument("name")
-@click.option("--walkers", type=int, help="Number of walkers (even, at least 2 per parameter). Default: max(32, 4 per parameter).")
+@click.option("--walkers", type=click.IntRange(min=MIN_WALKERS),
+              help=f"Number of walkers (even, at least 2 per parameter and at least {MIN_WALKERS}). "
+                   "Default: max(32, 4 per parameter).")
 @click.option("--max-steps", type=int, default=20000, show_default=True, help="Maximum steps per walker.")
-@click.option("--seed", type=int, help="Seed of the chain. Default: the campaign's seed.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED),
+              help=f"Seed of the chain, 0 to {MAX_SEED}. Default: the campaign's seed.")
 @click.option("--check-every", type=int, default=500, show_default=True,
               help="Steps between convergence checks and checkpoints.")
 @click.option("--version", type=int, help="Model version number. Default: the newest.")
