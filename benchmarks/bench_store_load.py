@@ -136,8 +136,10 @@ def main() -> None:
                 connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
 
     n = args.points
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     lines = [
         f"{n:,} points with {DIM} parameters, best of 3 loads into a numpy array of shape ({n}, {DIM}).",
+        f"Load average (1, 5, 15 min) at the end of the run: {load}.",
         "",
         "| backend | layout | load s | points/s | vs binary |",
         "| --- | --- | ---: | ---: | ---: |",
