@@ -21,6 +21,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from campaign import plots
+from campaign.errors import ConfigError
 from campaign.store import models
 
 __all__ = ["write_report", "render_report"]
@@ -43,12 +44,29 @@ img { max-width: 100%; }
 
 
 def write_report(fit, path: str | Path) -> Path:
-    """Write the HTML report of campaign ``fit`` (a :class:`campaign.api.Campaign`) to ``path``."""
+    """Write the HTML report of campaign ``fit`` (a :class:`campaign.api.Campaign`) to ``path``.
+
+    Raises:
+        ConfigError: The directory of ``path`` does not exist, or ``path`` is
+            a directory. Like matplotlib's ``savefig``, no directory is created.
+    """
     path = Path(path)
+    _check_output_path(path)
     page = render_report(fit)
     path.write_text(page, encoding="utf-8")
     logger.info("wrote the report of campaign %s to %s (%d bytes)", fit.name, path, len(page))
     return path
+
+
+def _check_output_path(path: Path) -> None:
+    directory = path.parent
+    if not directory.is_dir():
+        raise ConfigError(
+            f"cannot write the report to {path}: the directory {directory} does not exist; "
+            "create it first or choose another output file"
+        )
+    if path.is_dir():
+        raise ConfigError(f"cannot write the report to {path}: it is a directory; give an HTML file name")
 
 
 def render_report(fit) -> str:

@@ -234,7 +234,7 @@ def test_cli_export_import(db_url, tmp_path):
     path = tmp_path / "cli.campaign"
     exported = runner.invoke(main, ["--db", db_url, "export", data.name, str(path)])
     assert exported.exit_code == 0, exported.output
-    assert f"{data.n_points} points" in exported.output
+    assert f"{data.n_points} points, 2 model versions, 1 chain." in exported.output
 
     target = f"sqlite:///{tmp_path / 'cli-target.db'}"
     imported = runner.invoke(main, ["--db", target, "import", str(path), "--into", "shared-toy"])

@@ -109,6 +109,7 @@ def test_cli_on_old_schema_says_upgrade(db_url):
     assert "campaign db upgrade" in listing.output
     assert "Traceback" not in listing.output
     assert "revision 0001" in current.output
+    assert f"this version of campaign expects {head_revision()}" in current.output
     assert upgraded.exit_code == 0
     assert f"upgraded from 0001 to {head_revision()}" in upgraded.output
     assert listing_after.exit_code == 0

@@ -220,6 +220,7 @@ def test_cli_formats(filled, tmp_path):
     path = tmp_path / "out.parquet"
     written = runner.invoke(main, ["--db", url, "query", data.name, sql, "--format", "parquet", "-o", str(path)])
     assert written.exit_code == 0, written.output
+    assert f"Wrote 1 row to {path}." in written.output
     assert pd.read_parquet(path).to_dict("records") == [{"a": 0.0, "b": 0.0, "chi2": 0.0}]
 
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from campaign import api
 from campaign.cli import main
+from campaign.errors import ConfigError
 from campaign.report import NOT_AVAILABLE
 from sharing_data import campaign_spec, fill_campaign
 
@@ -67,6 +68,19 @@ def test_cli_report_unknown_campaign(sqlite_url, tmp_path):
     missing = runner.invoke(main, ["--db", sqlite_url, "report", "nope", "-o", str(tmp_path / "x.html")])
     assert missing.exit_code == 2
     assert "'nope' not found" in missing.output
+
+
+def test_report_missing_directory_rejected(sqlite_url, tmp_path):
+    fill_campaign(sqlite_url)
+    runner = CliRunner()
+    output = tmp_path / "nodir" / "r.html"
+    result = runner.invoke(main, ["--db", sqlite_url, "report", "toy", "-o", str(output)])
+    assert result.exit_code == 2, result.output
+    assert f"the directory {tmp_path / 'nodir'} does not exist" in result.output
+    assert "Traceback" not in result.output
+    assert not output.parent.exists()
+    with pytest.raises(ConfigError, match="it is a directory"):
+        api.open_campaign("toy", sqlite_url).report(tmp_path)
 
 
 def _browser_or_skip():

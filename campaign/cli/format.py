@@ -19,6 +19,11 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def format_count(count: int, noun: str) -> str:
+    """Return e.g. "1 chain" or "2 chains": the count and the noun, with an s unless the count is 1."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Align columns; numbers right-aligned, text left-aligned."""
     cells = [[format_value(v) for v in row] for row in rows]

@@ -6,7 +6,7 @@ import click
 
 from campaign import api
 from campaign.cli import main
-from campaign.cli.format import format_table
+from campaign.cli.format import format_count, format_table
 from campaign.sql import FORMATS, fetch_result, write_result
 
 
@@ -42,7 +42,7 @@ def query(obj, arguments, fmt, output):
         cells = frame.astype(object).to_numpy(copy=True)
         cells[result.nulls] = None
         text = format_table(list(frame.columns), cells.tolist())
-        text += f"\n({len(frame)} row{'s' if len(frame) != 1 else ''})\n"
+        text += f"\n({format_count(len(frame), 'row')})\n"
         if output is None:
             click.echo(text, nl=False)
             return
@@ -53,7 +53,7 @@ def query(obj, arguments, fmt, output):
         if output is None:
             click.echo(text, nl=False)
             return
-    click.echo(f"Wrote {len(frame)} rows to {output}.", err=True)
+    click.echo(f"Wrote {format_count(len(frame), 'row')} to {output}.", err=True)
 
 
 @main.command("export")
@@ -64,7 +64,8 @@ def query(obj, arguments, fmt, output):
 def export_command(obj, name, path, force):
     """Write campaign NAME with all its data to a self-contained SQLite bundle FILE."""
     data = api.open_campaign(name, obj["db"]).export(path, overwrite=force)
-    counts = ", ".join(f"{data.count(t)} {t.replace('_', ' ')}" for t in ("points", "model_versions", "chains"))
+    nouns = {"points": "point", "model_versions": "model version", "chains": "chain"}
+    counts = ", ".join(format_count(data.count(table), noun) for table, noun in nouns.items())
     click.echo(f"Exported campaign {name!r} to {path}: {counts}.")
 
 

@@ -230,7 +230,8 @@ def current(obj):
     revision = current_revision(store.engine)
     head = head_revision()
     state = "up to date" if revision == head else "empty" if revision is None else "needs `campaign db upgrade`"
-    click.echo(f"{safe_url(store.url)}: revision {revision or 'none'} (this campaign: {head}; {state})")
+    click.echo(f"{safe_url(store.url)}: revision {revision or 'none'} "
+               f"(this version of campaign expects {head}; {state})")
 
 
 @db.command("upgrade")
