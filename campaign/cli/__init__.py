@@ -84,7 +84,11 @@ def _report(ctx: click.Context, exc: Exception, message: str) -> None:
 @click.pass_context
 def main(ctx: click.Context, db_url: str | None, verbose: int, debug: bool) -> None:
     """Manage global-fit campaigns: points, surrogates, chains and summaries in one database."""
-    level = logging.DEBUG if debug or verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
+    level = logging.WARNING
+    if debug or verbose >= 2:
+        level = logging.DEBUG
+    elif verbose == 1:
+        level = logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = {"db": db_url, "debug": debug}
 

@@ -214,7 +214,7 @@ def update_campaign(session: Session, row: models.Campaign, new: CampaignSpec, *
     n_points = session.scalar(sa.select(sa.func.count()).where(models.Point.campaign_id == row.id))
     guarded = {section: lines for section, lines in changes.items() if section in ("parameters", "likelihood")}
     if n_points and guarded:
-        _refuse_guarded_change(old, new, guarded, n_points, force)
+        _reject_guarded_change(old, new, guarded, n_points, force)
 
     row.description = new.description
     row.settings = new.settings.to_dict()
@@ -228,7 +228,7 @@ def update_campaign(session: Session, row: models.Campaign, new: CampaignSpec, *
     return changes
 
 
-def _refuse_guarded_change(old: CampaignSpec, new: CampaignSpec, guarded: dict, n_points: int, force: bool) -> None:
+def _reject_guarded_change(old: CampaignSpec, new: CampaignSpec, guarded: dict, n_points: int, force: bool) -> None:
     diff = "\n".join(f"  {line}" for lines in guarded.values() for line in lines)
     if old.space.names != new.space.names:
         raise ConflictError(
