@@ -25,13 +25,12 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import quote
 
 import sqlalchemy as sa
 
+from benchmarks.postgresql import scratch_schema
 from benchmarks.report import write_section
 from campaign import api
 from campaign.config import parse_campaign
@@ -39,7 +38,6 @@ from campaign.evaluation import add_design, run_worker
 from campaign.store import models
 from campaign.store.claims import Result, claim_points, record_results
 
-POSTGRESQL_URL = os.environ.get("CAMPAIGN_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CASES = Path(__file__).resolve().parents[1] / "tests" / "likelihoods" / "evaluation_cases.py"
 
 
@@ -51,22 +49,6 @@ def make_campaign(url: str, function: str, **settings):
         "settings": settings,
     })
     return api.create_campaign(spec, url, check=False)
-
-
-def postgresql_schema() -> tuple[str, str]:
-    schema = "bench_" + uuid.uuid4().hex[:10]
-    engine = sa.create_engine(POSTGRESQL_URL)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    engine.dispose()
-    return f"{POSTGRESQL_URL}?options={quote(f'-csearch_path={schema}')}", schema
-
-
-def drop_schema(schema: str) -> None:
-    engine = sa.create_engine(POSTGRESQL_URL)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
 
 
 def time_recording(url: str, n: int) -> tuple[float, float]:
@@ -126,27 +108,21 @@ def evaluation_span(fit) -> tuple[float, int]:
 
 
 def measure_overhead(points: int, workers: int) -> tuple[float, float]:
-    url, schema = postgresql_schema()
-    try:
+    with scratch_schema() as url:
         fit = make_campaign(url, "quadratic", lease_seconds=60)
         add_design(fit, points)
         run_workers(url, workers, {})
         span, done = evaluation_span(fit)
         assert done == points
-    finally:
-        drop_schema(schema)
     return span, span * workers / points
 
 
 def measure_scaling(workers: int, points_per_worker: int) -> tuple[float, float]:
-    url, schema = postgresql_schema()
-    try:
+    with scratch_schema() as url:
         fit = make_campaign(url, "sleepy", lease_seconds=30)
         add_design(fit, workers * points_per_worker)
         run_workers(url, workers, {"CAMPAIGN_SLEEP": "0.5"})
         span, done = evaluation_span(fit)
-    finally:
-        drop_schema(schema)
     return span, done / span
 
 
@@ -163,12 +139,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         claim_s, record_s = time_recording(f"sqlite:///{directory}/bench.db", args.record_points)
         recording.append(("SQLite", claim_s, record_s))
-    url, schema = postgresql_schema()
-    try:
+    with scratch_schema() as url:
         claim_s, record_s = time_recording(url, args.record_points)
         recording.append(("PostgreSQL", claim_s, record_s))
-    finally:
-        drop_schema(schema)
 
     overhead_span, overhead_per_point = measure_overhead(args.overhead_points, 4)
     scaling = [(n, *measure_scaling(n, args.scaling_points)) for n in (1, 2, 4)]

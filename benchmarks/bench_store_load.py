@@ -23,6 +23,7 @@ import uuid
 import numpy as np
 import sqlalchemy as sa
 
+from benchmarks.postgresql import POSTGRESQL_URL, scratch_schema
 from benchmarks.report import write_section
 from campaign import api
 from campaign.config import parse_campaign
@@ -118,22 +119,12 @@ def measure(url: str, n: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=100_000)
-    parser.add_argument("--postgresql", default=os.environ.get(
-        "CAMPAIGN_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--postgresql", default=POSTGRESQL_URL)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as directory:
-        backends = {"SQLite": f"sqlite:///{directory}/load.db"}
-        schema = "bench_" + uuid.uuid4().hex[:8]
-        admin = sa.create_engine(args.postgresql)
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-        backends["PostgreSQL"] = f"{args.postgresql}?options=-csearch_path%3D{schema}"
-        try:
-            results = {name: measure(url, args.points) for name, url in backends.items()}
-        finally:
-            with admin.begin() as connection:
-                connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    with tempfile.TemporaryDirectory() as directory, scratch_schema(args.postgresql) as postgresql_url:
+        backends = {"SQLite": f"sqlite:///{directory}/load.db", "PostgreSQL": postgresql_url}
+        results = {name: measure(url, args.points) for name, url in backends.items()}
 
     n = args.points
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
