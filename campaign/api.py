@@ -285,7 +285,7 @@ def allow_likelihood(name: str, url: str | None = None) -> tuple[str, bool]:
     """Allow this machine to run the likelihood of campaign ``name``.
 
     Returns:
-        The reference as this machine sees it, and False when it was allowed already.
+        The allow-list key of the reference on this machine, and False when it was allowed already.
     """
     fit = open_campaign(name, url)
     return reference_key(fit.spec.likelihood), allow(fit.spec.likelihood)

@@ -89,9 +89,9 @@ class Settings:
         low_recall: Target share of the low region's points that the
             classifier classifies low, on held-out cross-validation folds.
             Training lowers the classifier's log-odds threshold below 0
-            (probability 0.5) until this share is reached, so the surrogate's
-            low region and its posterior gate lose less of the region's edge,
-            at the cost of classifying some points outside it as low.
+            (probability 0.5) until this share is reached. The surrogate's
+            low region and its posterior gate then lose less of the region's
+            edge, at the cost of classifying some points outside it as low.
         threads: Threads used by XGBoost and scikit-learn (fixed for reproducibility).
     """
 

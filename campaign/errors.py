@@ -8,7 +8,7 @@ failure with exit status 1.
 
 
 class CampaignError(Exception):
-    """A problem the user can fix; the message says what and how."""
+    """A problem the user can fix. The message states what is wrong and how to fix it."""
 
 
 class ConfigError(CampaignError):

@@ -324,7 +324,7 @@ def _check_schema(connection: Connection) -> None:
 def _create_campaign_views(connection: Connection, name: str) -> None:
     if connection.dialect.name == "postgresql":
         # A role with default_transaction_read_only may still create temporary
-        # views (with the TEMPORARY privilege) once it asks for a read-write transaction.
+        # views (with the TEMPORARY privilege) once it requests a read-write transaction.
         connection.rollback()
         connection.exec_driver_sql("SET TRANSACTION READ WRITE")
     row = connection.execute(
@@ -446,7 +446,7 @@ def _to_frame(columns: list[str], rows: list) -> pd.DataFrame:
 
 
 def _is_number_column(values: pd.Series) -> bool:
-    """Tell whether a column holds numbers apart from SQLite's 'NaN' text (see ExactFloat)."""
+    """Tell whether a column contains numbers apart from SQLite's 'NaN' text (see ExactFloat)."""
     present = [v for v in values if v is not None]
     has_nan_text = any(v == "NaN" for v in present)
     numbers = all(

@@ -24,7 +24,7 @@ _postgresql_error: str | None = None
 
 
 def _postgresql_reachable() -> str | None:
-    """Return None when PostgreSQL answers, else the reason it does not."""
+    """Return None when PostgreSQL accepts a connection, else the reason it does not."""
     global _postgresql_error
     if _postgresql_error is None:
         try:

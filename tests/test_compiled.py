@@ -151,7 +151,8 @@ def test_compiled_surrogate_matches_xgboost_surrogate(tmp_path):
     )
     compiled = CompiledSurrogate(model, "numba", cache=tmp_path)
     plain = CompiledSurrogate(model, "xgboost")
-    assert compiled.backend == "numba" and plain.backend == "xgboost"
+    assert compiled.backend == "numba"
+    assert plain.backend == "xgboost"
     x = space.from_unit(np.random.default_rng(9).random((37, 4)))
     expected = plain.chi2(x)
     assert np.max(np.abs(compiled.chi2(x) - expected)) <= RTOL * np.max(np.abs(expected))

@@ -1,4 +1,4 @@
-"""emcee sampling, summaries, best fit and profiles on a correlated Gaussian with known answers."""
+"""emcee sampling, summaries, best fit and profiles on a correlated Gaussian with known results."""
 
 from __future__ import annotations
 

@@ -71,7 +71,8 @@ def test_run_reuses_hyperparameters_and_shows(sqlite_url, repo_cwd):
         parents = session.scalars(sa.select(models.ModelVersion.parent_id).order_by(models.ModelVersion.version)).all()
     # 24 points tune; 30 < 2 * 24 continue; 36 < 48 continue.
     assert modes == ["tune", "continue", "continue"]
-    assert parents[0] is None and parents[1] is not None
+    assert parents[0] is None
+    assert parents[1] is not None
     assert reports[-1].best_chi2 <= reports[0].best_chi2
 
     result = CliRunner().invoke(main, ["--db", sqlite_url, "show", "quad"])

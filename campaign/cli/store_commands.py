@@ -132,7 +132,7 @@ def update(obj, name, path, force, no_check):
 
     Settings and the description may always change. Bounds, priors and the
     likelihood (reference or version) of a campaign with points change only
-    with --force; points of an older likelihood version are then kept but
+    with --force. Points of an older likelihood version are then kept but
     no longer used for training.
     """
     spec = load_campaign_file(path)
@@ -229,7 +229,12 @@ def current(obj):
     store = Store(obj["db"], check_schema=False)
     revision = current_revision(store.engine)
     head = head_revision()
-    state = "up to date" if revision == head else "empty" if revision is None else "needs `campaign db upgrade`"
+    if revision == head:
+        state = "up to date"
+    elif revision is None:
+        state = "empty"
+    else:
+        state = "needs `campaign db upgrade`"
     click.echo(f"{safe_url(store.url)}: revision {revision or 'none'} "
                f"(this version of campaign expects {head}; {state})")
 

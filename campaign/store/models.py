@@ -1,8 +1,8 @@
 """SQLAlchemy models of the campaign store.
 
 Parameter values are stored twice per point, written once by one function:
-``x`` holds the float64 vector in parameter order (the fast path for
-training, loaded with one ``numpy.frombuffer``), and ``params`` holds the
+``x`` contains the float64 vector in parameter order (the fast path for
+training, loaded with one ``numpy.frombuffer``), and ``params`` contains the
 same values as JSON, from which each campaign's SQL views
 (``points_<name>``, ``samples_<name>``) expose one column per parameter.
 docs/schema.md explains the choice and the measurements behind it.

@@ -217,7 +217,7 @@ def calibrate_low_threshold(margins: np.ndarray, labels: np.ndarray, recall: flo
 
     A point is classified low when its log-odds are above the threshold. The
     threshold is the largest one that keeps the target share of the low
-    points' held-out log-odds above it, but never above 0: where the
+    points' held-out log-odds above it, but never above 0. Where the
     classifier already reaches the target at probability 0.5, a tighter
     gate would only drop low-region volume. It is never below
     :data:`MIN_LOW_MARGIN_THRESHOLD`, and it is 0 with fewer than
@@ -262,7 +262,7 @@ def cross_validate_classifier(training: TrainingSet, hyperparameters: dict, *, s
     if n < folds:
         return metrics
 
-    # NOTE: each fold's classifier sees (folds - 1) / folds of the points, so its log-odds at the
+    # NOTE: each fold's classifier is trained on (folds - 1) / folds of the points, so its log-odds at the
     # region's edge are lower than the final classifier's. The threshold is then conservative: on
     # the examples the final model's recall was above the target, with more volume classified low.
     margins = out_of_fold_margins(training, hyperparameters, seed=seed, threads=threads, folds=folds)
