@@ -96,8 +96,8 @@ def targets(batch_speedup: float, walker_steps: float, chi2_seconds_per_row: flo
         "",
         f"- 64-row batch at least 5x faster than inplace_predict: {verdict(batch_speedup >= 5)} "
         f"({batch_speedup:.1f}x). Each of the 64 x 300 x 6 tree levels costs two dependent loads "
-        "(split, then the row's bin); eight rows walk each tree together, so the kernel is bound by "
-        "load throughput. The load of other processes slows it and XGBoost alike.",
+        "(the split, then the row's bin) and one unsigned comparison. Eight rows walk each tree "
+        "together, so their loads overlap. The load of other processes slows it and XGBoost alike.",
         f"- emcee at least 100k walker-steps/s: {verdict(walker_steps >= 100_000)} "
         f"({walker_steps:,.0f} at best, {1e6 / walker_steps:.1f} µs per walker-step). The surrogate chi2 "
         f"takes {chi2_seconds_per_row * 1e6:.1f} µs per row; the rest is numpy work per call in the moves, "

@@ -179,3 +179,18 @@ def test_compiled_surrogate_applies_low_threshold(tmp_path):
     margin = calibrated.classifier_margin(x)
     shift = 10.0 * (np.logaddexp(0.0, -margin) - np.logaddexp(0.0, -1.5 - margin))
     np.testing.assert_allclose(uncalibrated.surrogate_chi2(x) - expected, shift, rtol=1e-9, atol=1e-9)
+
+
+def test_binned_forest_reads_every_feature_of_a_wide_booster():
+    # 40 features put feature offsets (feature * 8) past one byte in the packed splits.
+    rng = np.random.default_rng(9)
+    x = rng.random((3000, 40))
+    label = (x[:, 0] - 0.3) ** 2 + 10.0 * (x[:, 39] - 0.6) ** 2 + x[:, 33]
+    params = {"max_depth": 4, "eta": 0.3, "nthread": 1, "colsample_bynode": 0.5, "seed": 0}
+    booster = xgboost.train(params, xgboost.DMatrix(x, label=label), 30)
+    forest = flatten_booster(booster)
+    assert forest.feature.max() >= 32
+    rows = rng.random((19, 40))
+    margins = BinnedForest.build([forest], 40).predict_margins(rows)[0]
+    expected = booster.inplace_predict(rows, predict_type="margin")
+    assert np.max(np.abs(margins - expected)) <= RTOL * max(1.0, np.max(np.abs(expected)))

@@ -6,8 +6,8 @@ Two compiled backends exist, and the XGBoost predictor is the fallback:
   the booster's maximum depth (a :class:`FlatForest`, cached on disk). At
   load time the thresholds of each feature are sorted into bin edges and
   every split becomes "bin of the feature > bin of the threshold", packed
-  with its feature into one int32 (a :class:`BinnedForest`). A numba kernel
-  bins each row once, then walks the trees for blocks of rows at a time, so
+  with its feature into one uint32 (a :class:`BinnedForest`). A numba kernel
+  bins a block of eight rows, then walks them through the trees together, so
   the walks of different rows overlap in the CPU. The regressor and the
   classifier of a surrogate share one binned forest and one kernel call.
 - ``"tl2cgen"``: treelite reads the booster and tl2cgen compiles it to a
@@ -62,11 +62,15 @@ DEFAULT_MAX_COMPILED_ROWS = 256
 #: Padding a tree of depth d to a complete tree stores 2**d leaves, so deeper
 #: boosters use the XGBoost predictor instead.
 MAX_PADDED_DEPTH = 14
-#: A binned split packs its feature into 8 bits and its threshold edge into 23.
-MAX_FEATURES = 256
-MAX_EDGES = 2 ** 23 - 1
+#: Rows that the numba kernel walks through the trees together.
+BLOCK_ROWS = 8
+#: A binned split packs ``feature * BLOCK_ROWS`` into its low 11 bits and its
+#: threshold edge into the high 21 bits of an unsigned 32-bit integer.
+FEATURE_BITS = 11
+MAX_FEATURES = 2 ** FEATURE_BITS // BLOCK_ROWS
+MAX_EDGES = 2 ** (32 - FEATURE_BITS) - 1
 #: The split of a padding node: no bin is larger, so every row goes left.
-PADDING_SPLIT = MAX_EDGES << 8
+PADDING_SPLIT = MAX_EDGES << FEATURE_BITS
 #: Relative tolerance of the check against XGBoost after flattening; float32
 #: thresholds and leaf sums differ from XGBoost's by rounding (about 2e-5).
 CHECK_RTOL = 1e-4
@@ -219,12 +223,15 @@ class BinnedForest:
     The bin of value ``v`` of feature ``f`` is the number of edges of ``f``
     that are ``<= v``. A row goes right at a split on edge number ``m``
     exactly when its bin is ``> m``, the same decision as XGBoost's
-    ``v >= threshold`` on float32 values. Each split is packed as ``(m << 8) | f``.
+    ``v >= threshold`` on float32 values. Each split is packed as
+    ``(m << FEATURE_BITS) | (f * BLOCK_ROWS)``, the layout the kernels in
+    :mod:`campaign.surrogate.forest_kernels` read. Nodes are numbered from 1,
+    so node ``j`` of a :class:`FlatForest` is node ``j + 1`` here.
 
     Attributes:
         edges: Sorted distinct thresholds of all features, float32, shape (n_edges,).
         edge_offsets: Edges of feature ``f`` are ``edges[edge_offsets[f]:edge_offsets[f + 1]]``.
-        split: Packed splits, int32, shape (n_trees, 2**depth - 1).
+        split: Packed splits, uint32, shape (n_trees, 2**depth); column 0 is unused.
         leaf: Leaf values, shape (n_trees, 2**depth).
         tree_offsets: Trees of output ``g`` are ``tree_offsets[g]:tree_offsets[g + 1]``.
         base_margin: Base margin per output, shape (n_outputs,).
@@ -245,7 +252,7 @@ class BinnedForest:
         feature = np.concatenate([forest.feature for forest in forests])
         threshold = np.concatenate([forest.threshold for forest in forests])
         padding = ~np.isfinite(threshold)
-        split = np.full(feature.shape, PADDING_SPLIT, dtype=np.int32)
+        packed = np.full(feature.shape, PADDING_SPLIT, dtype=np.uint32)
         edges = []
         for f in range(n_features):
             used = (feature == f) & ~padding
@@ -255,8 +262,11 @@ class BinnedForest:
                     f"feature {f} has {len(feature_edges)} distinct thresholds, more than the compiled "
                     f"maximum {MAX_EDGES - 1}; use the xgboost backend"
                 )
-            split[used] = (np.searchsorted(feature_edges, threshold[used]).astype(np.int32) << 8) | f
+            edge = np.searchsorted(feature_edges, threshold[used]).astype(np.uint32)
+            packed[used] = (edge << FEATURE_BITS) | np.uint32(f * BLOCK_ROWS)
             edges.append(feature_edges)
+        split = np.zeros((len(packed), packed.shape[1] + 1), dtype=np.uint32)
+        split[:, 1:] = packed
         return cls(
             edges=np.concatenate(edges).astype(np.float32),
             edge_offsets=np.cumsum([0] + [len(e) for e in edges]).astype(np.int64),

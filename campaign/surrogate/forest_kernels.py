@@ -2,6 +2,16 @@
 
 Imported on first use, so that a missing numba only disables the numba
 backend. numba caches the compiled machine code on disk (``cache=True``).
+
+The kernel walks the trees for a block of ``BLOCK_ROWS`` rows at a time.
+The bins of a block are stored feature by feature, ``block[f * BLOCK_ROWS + r]``,
+so one base address serves all rows of the block and each row adds a
+constant offset. A split packs ``(edge << FEATURE_BITS) | (feature * BLOCK_ROWS)``,
+and the bins are stored shifted left by ``FEATURE_BITS``, so "bin > edge" is one
+unsigned comparison of the stored bin with the whole packed split.
+Nodes are numbered from 1 (children ``2i`` and ``2i + 1``), so a step down
+the tree is ``i = 2i + (went right)``. All indices are unsigned, which
+spares numba's check for negative indices.
 """
 
 from __future__ import annotations
@@ -9,88 +19,99 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["bin_rows", "sum_trees", "forest_margins"]
+from campaign.surrogate.compiled import BLOCK_ROWS, FEATURE_BITS
+
+__all__ = ["forest_margins"]
 
 _OPTIONS = {"nogil": True, "cache": True, "boundscheck": False}
+_FEATURE_MASK = np.uint32(2 ** FEATURE_BITS - 1)
+_SHIFT = np.uint32(FEATURE_BITS)
 
 
 @numba.njit(**_OPTIONS)
-def bin_rows(x, edges, edge_offsets):
-    """Return the bin of every value, int32 of the shape of ``x``: the count of its feature's edges ``<=`` it."""
-    n_rows, n_features = x.shape
-    bins = np.empty((n_rows, n_features), dtype=np.int32)
-    for i in range(n_rows):
-        for f in range(n_features):
-            first, low, high = edge_offsets[f], edge_offsets[f], edge_offsets[f + 1]
-            value = x[i, f]
-            while low < high:
-                middle = (low + high) >> 1
-                if edges[middle] <= value:
-                    low = middle + 1
-                else:
-                    high = middle
-            bins[i, f] = low - first
-    return bins
+def _fill_block(block, x, first_row, edges, edge_offsets):
+    """Write the shifted bins of rows ``first_row:first_row + 8`` of ``x`` into ``block``.
 
-
-@numba.njit(**_OPTIONS)
-def sum_trees(bins, split, leaf, first_tree, last_tree, base, out):
-    """Write ``base`` plus the leaves of trees ``first_tree:last_tree`` into ``out``, 8 rows at a time.
-
-    The eight walks of a block are independent, so the CPU overlaps their
-    memory loads. Positions kept in local variables were faster than in an array.
+    The bin of a value is the count of its feature's edges ``<=`` it. Rows
+    past the end of ``x`` get bin 0, and their results are never written out.
     """
-    n_rows = bins.shape[0]
-    n_internal = split.shape[1]
-    depth = int(np.log2(n_internal + 1) + 0.5)
-    full = n_rows - n_rows % 8
-    for s in range(0, full, 8):
-        b0, b1, b2, b3 = bins[s], bins[s + 1], bins[s + 2], bins[s + 3]
-        b4, b5, b6, b7 = bins[s + 4], bins[s + 5], bins[s + 6], bins[s + 7]
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = base
-        for k in range(first_tree, last_tree):
-            tree = split[k]
-            j0 = j1 = j2 = j3 = j4 = j5 = j6 = j7 = 0
-            for _ in range(depth):
-                n0, n1, n2, n3 = tree[j0], tree[j1], tree[j2], tree[j3]
-                n4, n5, n6, n7 = tree[j4], tree[j5], tree[j6], tree[j7]
-                j0 = 2 * j0 + 1 + (b0[n0 & 255] > (n0 >> 8))
-                j1 = 2 * j1 + 1 + (b1[n1 & 255] > (n1 >> 8))
-                j2 = 2 * j2 + 1 + (b2[n2 & 255] > (n2 >> 8))
-                j3 = 2 * j3 + 1 + (b3[n3 & 255] > (n3 >> 8))
-                j4 = 2 * j4 + 1 + (b4[n4 & 255] > (n4 >> 8))
-                j5 = 2 * j5 + 1 + (b5[n5 & 255] > (n5 >> 8))
-                j6 = 2 * j6 + 1 + (b6[n6 & 255] > (n6 >> 8))
-                j7 = 2 * j7 + 1 + (b7[n7 & 255] > (n7 >> 8))
-            values = leaf[k]
-            a0 += values[j0 - n_internal]
-            a1 += values[j1 - n_internal]
-            a2 += values[j2 - n_internal]
-            a3 += values[j3 - n_internal]
-            a4 += values[j4 - n_internal]
-            a5 += values[j5 - n_internal]
-            a6 += values[j6 - n_internal]
-            a7 += values[j7 - n_internal]
-        out[s], out[s + 1], out[s + 2], out[s + 3] = a0, a1, a2, a3
-        out[s + 4], out[s + 5], out[s + 6], out[s + 7] = a4, a5, a6, a7
-    for i in range(full, n_rows):
-        row = bins[i]
-        total = base
-        for k in range(first_tree, last_tree):
-            j = 0
-            for _ in range(depth):
-                node = split[k, j]
-                j = 2 * j + 1 + (row[node & 255] > (node >> 8))
-            total += leaf[k, j - n_internal]
-        out[i] = total
+    n_rows, n_features = x.shape
+    for f in range(n_features):
+        for r in range(BLOCK_ROWS):
+            row = first_row + r
+            bin_ = 0
+            if row < n_rows:
+                first, low, high = edge_offsets[f], edge_offsets[f], edge_offsets[f + 1]
+                value = x[row, f]
+                while low < high:
+                    middle = (low + high) >> 1
+                    if edges[middle] <= value:
+                        low = middle + 1
+                    else:
+                        high = middle
+                bin_ = low - first
+            block[f * BLOCK_ROWS + r] = np.uint32(bin_) << _SHIFT
+
+
+@numba.njit(**_OPTIONS)
+def _sum_block(block, split, leaf, first_tree, last_tree, depth, base, out, first_row):
+    """Add ``base`` and the leaves of trees ``first_tree:last_tree`` for the eight rows of ``block``.
+
+    The eight walks (``BLOCK_ROWS``) are independent, so the CPU overlaps
+    their loads. They are written out because numba keeps separate local
+    variables in registers, where an array of positions was slower.
+    """
+    mask = _FEATURE_MASK
+    n_leaves = np.uint64(1) << np.uint64(depth)
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = base
+    for k in range(first_tree, last_tree):
+        tree = split[k]
+        i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = np.uint64(1)
+        for _ in range(depth):
+            n = tree[i0]
+            i0 = i0 + i0 + np.uint64(block[n & mask] > n)
+            n = tree[i1]
+            i1 = i1 + i1 + np.uint64(block[(n & mask) + np.uint32(1)] > n)
+            n = tree[i2]
+            i2 = i2 + i2 + np.uint64(block[(n & mask) + np.uint32(2)] > n)
+            n = tree[i3]
+            i3 = i3 + i3 + np.uint64(block[(n & mask) + np.uint32(3)] > n)
+            n = tree[i4]
+            i4 = i4 + i4 + np.uint64(block[(n & mask) + np.uint32(4)] > n)
+            n = tree[i5]
+            i5 = i5 + i5 + np.uint64(block[(n & mask) + np.uint32(5)] > n)
+            n = tree[i6]
+            i6 = i6 + i6 + np.uint64(block[(n & mask) + np.uint32(6)] > n)
+            n = tree[i7]
+            i7 = i7 + i7 + np.uint64(block[(n & mask) + np.uint32(7)] > n)
+        values = leaf[k]
+        a0 += values[i0 - n_leaves]
+        a1 += values[i1 - n_leaves]
+        a2 += values[i2 - n_leaves]
+        a3 += values[i3 - n_leaves]
+        a4 += values[i4 - n_leaves]
+        a5 += values[i5 - n_leaves]
+        a6 += values[i6 - n_leaves]
+        a7 += values[i7 - n_leaves]
+    totals = (a0, a1, a2, a3, a4, a5, a6, a7)
+    for r in range(min(BLOCK_ROWS, len(out) - first_row)):
+        out[first_row + r] = totals[r]
 
 
 @numba.njit(**_OPTIONS)
 def forest_margins(x, edges, edge_offsets, split, leaf, tree_offsets, base_margin):
-    """Bin float32 rows ``x`` once and sum the trees of every output; returns shape (n_outputs, n_rows)."""
-    bins = bin_rows(x, edges, edge_offsets)
+    """Sum the trees of every output for float32 rows ``x``, returning shape (n_outputs, n_rows).
+
+    Each block of eight rows is binned once and then walks the trees of all outputs.
+    """
+    n_rows, n_features = x.shape
     n_outputs = len(base_margin)
-    out = np.empty((n_outputs, x.shape[0]), dtype=np.float64)
-    for g in range(n_outputs):
-        sum_trees(bins, split, leaf, tree_offsets[g], tree_offsets[g + 1], base_margin[g], out[g])
+    depth = int(np.log2(split.shape[1]) + 0.5)
+    out = np.empty((n_outputs, n_rows), dtype=np.float64)
+    block = np.empty(n_features * BLOCK_ROWS, dtype=np.uint32)
+    for first_row in range(0, n_rows, BLOCK_ROWS):
+        _fill_block(block, x, first_row, edges, edge_offsets)
+        for g in range(n_outputs):
+            _sum_block(block, split, leaf, tree_offsets[g], tree_offsets[g + 1], depth,
+                       base_margin[g], out[g], first_row)
     return out
