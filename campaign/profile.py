@@ -19,7 +19,8 @@ from scipy.optimize import minimize
 from campaign.space import ParameterSpace
 
 __all__ = [
-    "ProfileResult", "find_best_fit", "profile_likelihood", "profile_grid", "wilks_interval", "DELTA_CHI2_68", "DELTA_CHI2_95",
+    "ProfileResult", "find_best_fit", "profile_likelihood", "profile_grid", "wilks_interval", "profile_caution",
+    "DELTA_CHI2_68", "DELTA_CHI2_95", "PROFILE_CHI2_ERROR_LIMIT",
 ]
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,11 @@ logger = logging.getLogger(__name__)
 DELTA_CHI2_68 = 1.0
 DELTA_CHI2_95 = 3.841458820694124  # scipy.stats.chi2.ppf(0.95, 1)
 DEFAULT_GRID_POINTS = 41
+#: Surrogate chi2 error above which profile intervals get a caution. For a
+#: parabolic profile, an error e in delta-chi2 at the crossing moves an end of
+#: the 68% interval by about e/2 of its distance to the best fit, so 0.2 is
+#: about a 10% shift.
+PROFILE_CHI2_ERROR_LIMIT = 0.2
 #: Powell's tolerances in unit-cube coordinates and in chi2.
 X_TOLERANCE = 1e-6
 CHI2_TOLERANCE = 1e-8
@@ -187,3 +193,22 @@ def profile_grid(space: ParameterSpace, index: int, samples: np.ndarray | None, 
     if space.is_log[index]:
         return np.geomspace(low, high, n)
     return np.linspace(low, high, n)
+
+
+def profile_caution(mae_low: float | None, model_version: int | None) -> str | None:
+    """Return a caution for profile intervals of a surrogate whose chi2 error is not small, else None.
+
+    Args:
+        mae_low: The regressor's cross-validated mean absolute chi2 error in
+            the low region; None when the model version did not record it.
+        model_version: The version number, named in the message.
+    """
+    if mae_low is None or not np.isfinite(mae_low) or mae_low <= PROFILE_CHI2_ERROR_LIMIT:
+        return None
+    return (
+        f"Caution: the regressor's cross-validated chi2 error near the minimum is {mae_low:.3g} "
+        f"(model version {model_version}), not small against delta chi2 = 1, so surrogate error can "
+        "move the profile interval ends by a large fraction of their width. Posterior intervals, which "
+        "average over the surrogate, are less sensitive to it. More evaluations near the minimum "
+        "(campaign run) reduce the error."
+    )

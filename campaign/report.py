@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from campaign import plots
 from campaign.errors import ConfigError
+from campaign.profile import profile_caution
 from campaign.store import models
 
 __all__ = ["write_report", "render_report"]
@@ -104,12 +105,14 @@ def _load(session, fit) -> dict[str, Any]:
         .order_by(models.ModelVersion.version)
     ).all()
     version_ids = [v.id for v in versions]
+    profiles = _newest_profiles(session, version_ids)
     return {
         "arrays": fit.arrays(statuses=("done",)),
         "step_counts": sorted(((-1 if s is None else s), n) for s, n in step_counts),
         "versions": [(v.version, v.n_train, v.metrics, v.training_seconds) for v in versions],
         "shap": _newest(session, models.ShapSummary, version_ids),
-        "profiles": _newest_profiles(session, version_ids),
+        "profiles": profiles,
+        "profile_caution": _profile_caution(versions, profiles),
         "chain": _load_chain(session, campaign_id, fit.space.dim),
         "validation": _load_validation(session, campaign_id),
     }
@@ -161,6 +164,13 @@ def _newest(session, model: type, version_ids: list[int]):
     return session.scalars(
         sa.select(model).where(model.model_version_id.in_(version_ids)).order_by(model.id.desc()).limit(1)
     ).first()
+
+
+def _profile_caution(versions: list, profiles: list) -> str | None:
+    if not profiles:
+        return None
+    version = next(v for v in versions if v.id == profiles[0].model_version_id)
+    return profile_caution(version.metrics.get("regressor_mae_low"), version.version)
 
 
 def _newest_profiles(session, version_ids: list[int]) -> list:
@@ -312,7 +322,10 @@ def _profiles(data: dict) -> str:
         ax.set_ylabel("delta chi2")
     content = _image(figure, "profile likelihoods with the 68% and 95% thresholds")
     rows = [[p.parameter, p.low_68, p.high_68, p.low_95, p.high_95] for p in profiles]
-    return content + _table(["parameter", "68% low", "68% high", "95% low", "95% high"], rows)
+    content += _table(["parameter", "68% low", "68% high", "95% low", "95% high"], rows)
+    if data["profile_caution"]:
+        content += f"<p>{html.escape(data['profile_caution'])}</p>"
+    return content
 
 
 def _validation(data: dict) -> str:

@@ -19,7 +19,7 @@ from campaign.errors import ConflictError, ConfigError
 from campaign.posterior import (
     ChainRun, SamplerOptions, burn_in_and_thin, initial_walkers, log_probability, run_sampler, summarize,
 )
-from campaign.profile import find_best_fit, profile_grid, profile_likelihood
+from campaign.profile import find_best_fit, profile_caution, profile_grid, profile_likelihood
 from campaign.store import models
 from campaign.store.campaigns import current_user
 from campaign.store.chains import (
@@ -164,6 +164,14 @@ def _mark_chain(fit, chain_id: int, status: str) -> None:
         session.get(models.Chain, chain_id).status = status
 
 
+def _warn_about_profile_error(fit, model_version_id: int) -> None:
+    with fit.store.transaction() as session:
+        version = session.get(models.ModelVersion, model_version_id)
+        caution = profile_caution(version.metrics.get("regressor_mae_low"), version.version)
+    if caution:
+        logger.warning(caution)
+
+
 def _finish(fit, chain_id: int, model_version_id: int, run: ChainRun, chi2, points, profiles: bool) -> dict:
     space = fit.space
     burn_in, thin = burn_in_and_thin(run.tau, run.n_steps)
@@ -183,6 +191,7 @@ def _finish(fit, chain_id: int, model_version_id: int, run: ChainRun, chi2, poin
             profile_likelihood(chi2, space, i, best_x, best_chi2, profile_grid(space, i, samples))
             for i in range(space.dim)
         ]
+        _warn_about_profile_error(fit, model_version_id)
 
     with fit.store.transaction() as session:
         n_samples = insert_samples(session, chain_id, space.names, kept, run.log_prob[burn_in::thin], burn_in, thin)

@@ -10,7 +10,9 @@ from campaign.posterior import (
     ChainRun, SamplerOptions, burn_in_and_thin, initial_walkers, log_probability, min_walkers, run_sampler,
     summarize,
 )
-from campaign.profile import find_best_fit, profile_grid, profile_likelihood, wilks_interval
+from campaign.profile import (
+    PROFILE_CHI2_ERROR_LIMIT, find_best_fit, profile_caution, profile_grid, profile_likelihood, wilks_interval,
+)
 from campaign.space import Parameter, ParameterSpace
 
 MEAN = np.array([1.0, -0.5])
@@ -154,3 +156,12 @@ def test_seed_out_of_range_rejected():
 def test_no_finite_chi2_rejected():
     with pytest.raises(ConfigError, match="no evaluated point has a finite chi2"):
         initial_walkers(SPACE, np.zeros((3, 2)), np.full(3, np.inf), 8, 0)
+
+
+def test_profile_caution_threshold():
+    assert profile_caution(None, 3) is None
+    assert profile_caution(float("nan"), 3) is None
+    assert profile_caution(PROFILE_CHI2_ERROR_LIMIT, 3) is None
+    message = profile_caution(0.8, 3)
+    assert message is not None
+    assert "chi2 error near the minimum is 0.8 (model version 3)" in message

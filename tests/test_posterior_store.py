@@ -145,6 +145,19 @@ def test_cli_commands_and_show(fitted, db_url, tmp_path):
     assert shown.exit_code == 0, shown.output
     assert "Latest chain" in shown.output
     assert "Profile likelihood intervals" in shown.output
+    assert "Caution" not in shown.output  # the fixture's model version records no chi2 error
+
+
+@pytest.mark.parametrize(("mae_low", "cautioned"), [(1.4, True), (0.05, False)])
+def test_show_cautions_about_profile_error(fitted, db_url, mae_low, cautioned):
+    with fitted.store.transaction() as session:
+        session.scalars(sa.select(models.ModelVersion)).one().metrics = {"regressor_mae_low": mae_low}
+    fitted.sample(walkers=16, max_steps=200, check_every=100, seed=1)
+    shown = CliRunner().invoke(main, ["--db", db_url, "show", "gaussian-4d"])
+    assert shown.exit_code == 0, shown.output
+    assert ("Caution: the regressor's cross-validated chi2 error near the minimum is 1.4 "
+            "(model version 1)" in shown.output) is cautioned
+    assert ("Caution" in shown.output) is cautioned
 
 
 def test_sample_rejects_bad_walkers_seed(fitted):

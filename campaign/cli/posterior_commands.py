@@ -102,6 +102,7 @@ def explain(obj, name, version, plots):
 
 def echo_posterior_results(fit) -> None:
     """Print the latest chain, its posterior table, best fit, profile intervals and the latest validation."""
+    from campaign.profile import profile_caution
     from campaign.store.chains import latest_results
 
     with fit.store.transaction() as session:
@@ -131,6 +132,9 @@ def echo_posterior_results(fit) -> None:
             ["parameter", "68% low", "68% high", "95% low", "95% high"],
             [[r["parameter"], r["low_68"], r["high_68"], r["low_95"], r["high_95"]] for r in results["profiles"]],
         ))
+        caution = profile_caution(chain["regressor_mae_low"], chain["model_version"])
+        if caution:
+            click.echo(caution)
     validation = results["validation"]
     if validation is not None:
         click.echo(f"Latest validation {validation['id']} (chain {format_value(validation['chain_id'])}): "

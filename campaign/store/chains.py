@@ -135,6 +135,7 @@ def latest_results(session: Session, campaign_id: int) -> dict:
         version = session.get(models.ModelVersion, chain.model_version_id) if chain.model_version_id else None
         result["chain"] = {
             "id": chain.id, "status": chain.status, "model_version": version.version if version else None,
+            "regressor_mae_low": version.metrics.get("regressor_mae_low") if version else None,
             "n_walkers": chain.n_walkers, "n_steps": chain.n_steps, "acceptance_fraction": chain.acceptance_fraction,
             "tau": chain.tau, "converged": chain.converged, "burn_in": chain.burn_in, "thin": chain.thin,
         }
