@@ -4,7 +4,7 @@ Trains a regressor and a classifier of 300 trees of depth 6 on 6 parameters
 (an analytic chi2), then measures in one run:
 
 - 64-row batch prediction with the numba and tl2cgen backends against
-  ``Booster.inplace_predict`` (median of repeated calls), and the surrogate
+  ``Booster.inplace_predict`` (median of repeated calls, in turns), and the surrogate
   chi2 (regressor and classifier) in one numba call against two
   ``inplace_predict`` calls;
 - compile time of each backend, with an empty cache;
@@ -22,6 +22,7 @@ import argparse
 import os
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import emcee
@@ -52,14 +53,22 @@ def train_model(seed: int = 0) -> SurrogateModel:
     return SurrogateModel(space=space, classifier=classifier, regressor=regressor, chi2_min=0.0, delta_chi2=20.0)
 
 
-def median_call_seconds(function, repeat: int) -> float:
-    function()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def median_call_seconds(functions: dict, repeat: int, rounds: int = 10) -> dict:
+    """Time every function ``repeat`` times and return each median in seconds.
+
+    The functions take turns in ``rounds`` runs of consecutive calls, so all
+    of them see the same changes in machine load, while each run starts with
+    one untimed call that brings its model into the CPU caches.
+    """
+    times = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            function()
+            for _ in range(max(1, repeat // rounds)):
+                start = time.perf_counter()
+                function()
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def walker_steps_per_second(surrogate_chi2, space: ParameterSpace, walkers: int, steps: int) -> float:
@@ -125,17 +134,14 @@ def main() -> None:
             predictors[backend] = BoosterPredictor(model.regressor, backend, cache=Path(directory))
             compile_seconds[backend] = time.perf_counter() - began
         model.regressor.set_param({"nthread": 1})
-        batch = {"xgboost inplace_predict": median_call_seconds(
-            lambda: model.regressor.inplace_predict(rows, predict_type="margin"), args.repeat)}
-        for backend, predictor in predictors.items():
-            batch[backend] = median_call_seconds(lambda: predictor.predict_margin(rows), args.repeat)
+        batch_calls = {"xgboost inplace_predict": partial(model.regressor.inplace_predict, rows, predict_type="margin")}
+        batch_calls |= {backend: partial(predictor.predict_margin, rows) for backend, predictor in predictors.items()}
+        batch = median_call_seconds(batch_calls, args.repeat)
 
         surrogates = {backend: CompiledSurrogate(model, backend, cache=Path(directory)) for backend in ("numba", "xgboost")}
         physical = model.space.from_unit(rows)
-        surrogate_batch = {
-            backend: median_call_seconds(lambda: surrogate.chi2(physical), args.repeat)
-            for backend, surrogate in surrogates.items()
-        }
+        surrogate_batch = median_call_seconds(
+            {backend: partial(surrogate.chi2, physical) for backend, surrogate in surrogates.items()}, args.repeat)
 
         throughput = {}
         for walkers in args.walkers:

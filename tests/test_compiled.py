@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pytest
 import xgboost
 
-from campaign.surrogate.compiled import BinnedForest, BoosterPredictor, flatten_booster, model_hash
+from campaign.surrogate.compiled import (
+    BinnedForest, BoosterPredictor, default_max_compiled_rows, flatten_booster, model_hash,
+)
 
 # float32 thresholds and leaf sums: XGBoost and the compiled code round differently.
 RTOL = 2e-5
@@ -79,6 +82,20 @@ def test_large_batches_use_xgboost(tmp_path):
     predictor = BoosterPredictor(booster, "numba", cache=tmp_path, max_compiled_rows=10)
     rows = np.random.default_rng(4).random((11, 4))
     np.testing.assert_array_equal(predictor.predict_margin(rows), booster.inplace_predict(rows, predict_type="margin"))
+
+
+def test_default_batch_limits(tmp_path):
+    booster = _booster("reg:squarederror")
+    one_thread = BoosterPredictor(booster, "numba", cache=tmp_path)
+    assert one_thread.max_compiled_rows == math.inf
+    assert BoosterPredictor(booster, "numba", cache=tmp_path, threads=2).max_compiled_rows == 4096
+    assert default_max_compiled_rows("tl2cgen", 1) == 256
+    # A batch far above the tl2cgen limit still goes to numba: its float32 rounding differs from XGBoost's.
+    rows = np.random.default_rng(10).random((3000, 4))
+    margins = one_thread.predict_margin(rows)
+    expected = booster.inplace_predict(rows, predict_type="margin")
+    assert not np.array_equal(margins, expected)
+    assert np.max(np.abs(margins - expected)) <= RTOL * np.max(np.abs(expected))
 
 
 def test_missing_compiler_falls_back(tmp_path, monkeypatch, caplog):
@@ -181,7 +198,7 @@ def test_compiled_surrogate_applies_low_threshold(tmp_path):
     np.testing.assert_allclose(uncalibrated.surrogate_chi2(x) - expected, shift, rtol=1e-9, atol=1e-9)
 
 
-def test_binned_forest_reads_every_feature_of_a_wide_booster():
+def test_binned_forest_wide_booster():
     # 40 features put feature offsets (feature * 8) past one byte in the packed splits.
     rng = np.random.default_rng(9)
     x = rng.random((3000, 40))

@@ -17,8 +17,9 @@ Two compiled backends exist, and the XGBoost predictor is the fallback:
 - ``"xgboost"``: ``Booster.inplace_predict``, with no DMatrix per call.
 
 A :class:`BoosterPredictor` uses its compiled backend for batches of at most
-``max_compiled_rows`` rows and ``inplace_predict`` above, because XGBoost's
-own predictor is faster per row on large batches. Rows with a missing (NaN)
+``max_compiled_rows`` rows and ``inplace_predict`` above. tl2cgen was slower
+than XGBoost's own predictor on large batches, and XGBoost with many threads
+may beat the one-thread numba kernel there. Rows with a missing (NaN)
 value also go to XGBoost, which applies each split's default direction.
 benchmarks/bench_posterior.py measures all three side by side.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -46,19 +48,23 @@ from campaign.errors import ConfigError
 
 __all__ = [
     "BACKENDS", "CACHE_ENV", "FlatForest", "BinnedForest", "BoosterPredictor", "CompiledSurrogate",
-    "cache_dir", "model_hash", "flatten_booster", "compile_booster", "compile_surrogate",
+    "cache_dir", "model_hash", "flatten_booster", "compile_booster", "compile_surrogate", "default_max_compiled_rows",
 ]
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("numba", "tl2cgen", "xgboost")
 CACHE_ENV = "CAMPAIGN_CACHE_DIR"
-#: Batches up to this size go to the compiled backend, larger ones to
-#: ``inplace_predict``.
-# NOTE: an estimate. On a loaded 2-core Xeon the numba kernel was about as
-# fast as inplace_predict at 512 rows and slower above; the crossover
-# depends on the CPU, so callers may pass their own value.
-DEFAULT_MAX_COMPILED_ROWS = 256
+#: Largest batch that goes to tl2cgen; larger ones go to ``inplace_predict``,
+#: which was faster on large batches on a 2-core Xeon.
+DEFAULT_MAX_TL2CGEN_ROWS = 256
+#: Largest batch that goes to numba when XGBoost may use several threads.
+#: With one thread numba takes every batch: on a 2-core AMD EPYC it was 2.3x
+#: faster than one-thread ``inplace_predict`` at 16,384 rows, and 1.3x faster
+#: than two-thread ``inplace_predict``.
+# NOTE: an estimate. With many threads XGBoost should win on large batches,
+# but the crossover was not measured beyond two threads.
+DEFAULT_MAX_NUMBA_ROWS_THREADED = 4096
 #: Padding a tree of depth d to a complete tree stores 2**d leaves, so deeper
 #: boosters use the XGBoost predictor instead.
 MAX_PADDED_DEPTH = 14
@@ -288,6 +294,15 @@ class BinnedForest:
         )
 
 
+def default_max_compiled_rows(backend: str, threads: int) -> int | float:
+    """Return the largest batch for ``backend`` before ``inplace_predict`` takes over, ``inf`` for no limit."""
+    if backend == "tl2cgen":
+        return DEFAULT_MAX_TL2CGEN_ROWS
+    if threads > 1:
+        return DEFAULT_MAX_NUMBA_ROWS_THREADED
+    return math.inf
+
+
 class BoosterPredictor:
     """Predicts margins of one booster with a compiled backend or XGBoost.
 
@@ -295,7 +310,8 @@ class BoosterPredictor:
         booster: The XGBoost booster; also the predictor of large batches.
         backend: ``"numba"``, ``"tl2cgen"`` or ``"xgboost"`` (no compilation).
         cache: Directory of compiled artifacts; :func:`cache_dir` when None.
-        max_compiled_rows: Largest batch sent to the compiled backend.
+        max_compiled_rows: Largest batch sent to the compiled backend; None
+            chooses by backend and threads (see :func:`default_max_compiled_rows`).
         threads: Threads of XGBoost and of tl2cgen's compiler and predictor.
 
     Attributes:
@@ -309,13 +325,15 @@ class BoosterPredictor:
         backend: str = "numba",
         *,
         cache: Path | None = None,
-        max_compiled_rows: int = DEFAULT_MAX_COMPILED_ROWS,
+        max_compiled_rows: int | None = None,
         threads: int = 1,
     ):
         if backend not in BACKENDS:
             raise ConfigError(f"unknown compiled backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.booster = booster
         self.booster.set_param({"nthread": threads})
+        if max_compiled_rows is None:
+            max_compiled_rows = default_max_compiled_rows(backend, threads)
         self.max_compiled_rows = max_compiled_rows
         self.threads = threads
         self.hash = model_hash(booster)
