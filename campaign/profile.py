@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 DELTA_CHI2_68 = 1.0
 DELTA_CHI2_95 = 3.841458820694124  # scipy.stats.chi2.ppf(0.95, 1)
 DEFAULT_GRID_POINTS = 41
+#: Posterior samples nearest to a grid value among which a profile start is chosen.
+SAMPLES_PER_START = 200
 #: Surrogate chi2 error above which profile intervals get a caution. For a
 #: parabolic profile, an error e in delta-chi2 at the crossing moves an end of
 #: the 68% interval by about e/2 of its distance to the best fit, so 0.2 is
@@ -62,11 +64,21 @@ def find_best_fit(chi2: Chi2Function, space: ParameterSpace, starts: np.ndarray)
 
 
 def _minimize_unit(function: Callable[[np.ndarray], float], start: np.ndarray) -> tuple[np.ndarray, float]:
+    """Minimize with Powell's method in the unit cube; returns the start where Powell ends higher.
+
+    Powell's bounded line search (Brent's method, seen with scipy 1.17)
+    assumes one minimum per line, so on a piecewise-constant chi2 it can end
+    on a plateau above the start.
+    """
+    start = np.clip(start, 0.0, 1.0)
     bounds = [(0.0, 1.0)] * len(start)
     result = minimize(
-        function, np.clip(start, 0.0, 1.0), method="Powell", bounds=bounds,
+        function, start, method="Powell", bounds=bounds,
         options={"xtol": X_TOLERANCE, "ftol": CHI2_TOLERANCE, "maxfev": 2000 * len(start)},
     )
+    start_value = function(start)
+    if not result.fun <= start_value:
+        return start, float(start_value)
     return result.x, float(result.fun)
 
 
@@ -96,11 +108,16 @@ def profile_likelihood(
     best_x: np.ndarray,
     best_chi2: float,
     grid: np.ndarray,
+    samples: np.ndarray | None = None,
 ) -> ProfileResult:
     """Profile chi2 over all parameters but one, on a grid of that parameter.
 
     Each grid value is minimized from the optimum of its neighbour, walking
-    outwards from the grid value nearest the best fit.
+    outwards from the grid value nearest the best fit. With ``samples``, it
+    is also minimized from the sample of lowest chi2 among those nearest to
+    the grid value, and the lower minimum is kept. The second start matters
+    for a tree surrogate: its chi2 is piecewise constant, and Powell's
+    method can stay on a plateau near the neighbour's optimum.
 
     Args:
         chi2: Vectorized chi2 of physical values, shape (n, dim) -> (n,).
@@ -110,17 +127,23 @@ def profile_likelihood(
         best_chi2: chi2 at ``best_x``; delta-chi2 is taken from the lower of
             it and the profile's minimum.
         grid: Increasing values of the profiled parameter, shape (n_grid,).
+        samples: Posterior samples in physical values, shape (n_samples, dim), or None.
     """
     grid = np.asarray(grid, dtype=float)
     unit_best = space.to_unit(best_x[None, :])[0]
     others = [i for i in range(space.dim) if i != index]
     unit_grid = space.to_unit(_column(best_x, index, grid))[:, index]
+    sample_starts = _sample_starts(chi2, space, index, others, unit_grid, samples)
     values = np.empty(len(grid))
     center = int(np.argmin(np.abs(grid - best_x[index])))
     for order in (range(center, len(grid)), range(center - 1, -1, -1)):
         start = unit_best[others]
         for g in order:
             start, values[g] = _profile_point(chi2, space, index, others, unit_grid[g], start)
+            if sample_starts is not None:
+                sample_optimum, value = _profile_point(chi2, space, index, others, unit_grid[g], sample_starts[g])
+                if value < values[g]:
+                    start, values[g] = sample_optimum, value
 
     minimum = min(float(values.min()), best_chi2)
     delta = values - minimum
@@ -131,6 +154,25 @@ def profile_likelihood(
         interval_68=wilks_interval(grid, delta, DELTA_CHI2_68),
         interval_95=wilks_interval(grid, delta, DELTA_CHI2_95),
     )
+
+
+def _sample_starts(chi2, space, index, others, unit_grid, samples) -> np.ndarray | None:
+    """Return, per grid value, the other coordinates of the lowest-chi2 sample among its nearest ones.
+
+    The nearest samples are the ``SAMPLES_PER_START`` closest in the profiled
+    parameter. Returns shape (n_grid, dim - 1), or None without samples.
+    """
+    if samples is None or len(samples) == 0 or not others:
+        return None
+    unit_samples = space.to_unit(np.asarray(samples, dtype=float))
+    sample_chi2 = chi2(space.from_unit(unit_samples))
+    nearest = min(SAMPLES_PER_START, len(unit_samples))
+    starts = np.empty((len(unit_grid), len(others)))
+    for g, unit_value in enumerate(unit_grid):
+        near = np.argpartition(np.abs(unit_samples[:, index] - unit_value), nearest - 1)[:nearest]
+        lowest = near[np.argmin(np.where(np.isfinite(sample_chi2[near]), sample_chi2[near], np.inf))]
+        starts[g] = unit_samples[lowest, others]
+    return starts
 
 
 def _column(best_x: np.ndarray, index: int, grid: np.ndarray) -> np.ndarray:

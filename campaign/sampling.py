@@ -188,7 +188,7 @@ def _finish(fit, chain_id: int, model_version_id: int, run: ChainRun, chi2, poin
         best_x, best_chi2 = find_best_fit(chi2, space, np.vstack([starts, highest]))
         best = {"params": dict(zip(space.names, map(float, best_x))), "chi2": best_chi2}
         profile_results = [
-            profile_likelihood(chi2, space, i, best_x, best_chi2, profile_grid(space, i, samples))
+            profile_likelihood(chi2, space, i, best_x, best_chi2, profile_grid(space, i, samples), samples)
             for i in range(space.dim)
         ]
         _warn_about_profile_error(fit, model_version_id)

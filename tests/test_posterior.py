@@ -165,3 +165,43 @@ def test_profile_caution_threshold():
     message = profile_caution(0.8, 3)
     assert message is not None
     assert "chi2 error near the minimum is 0.8 (model version 3)" in message
+
+
+VALLEY_SPACE = ParameterSpace([Parameter("a", -1.0, 3.0), Parameter("b", -2.0, 2.0), Parameter("c", -2.0, 2.0)])
+
+
+def valley_chi2(x: np.ndarray) -> np.ndarray:
+    """Return the chi2 of a narrow valley along b - c = a - 1 on a plateau of chi2 = 10.
+
+    The plateau imitates a tree surrogate's flat regions. The profile of
+    ``a`` is ((a - 1) / 0.5)**2 along the valley, and the valley moves by
+    more than its width between neighbouring grid values of ``a``.
+    """
+    a, b, c = np.atleast_2d(x).T
+    return np.minimum(((a - 1) / 0.5) ** 2 + (b + c) ** 2 + ((b - c - (a - 1)) / 0.05) ** 2, 10.0)
+
+
+def _valley_samples(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a = rng.normal(1.0, 0.5, 5000)
+    along = rng.normal(0.0, 0.7, 5000)
+    return np.column_stack([a, along + (a - 1) / 2, along - (a - 1) / 2])
+
+
+def test_minimization_never_ends_above_start():
+    # Powell's line search can end on the plateau above a start at the minimum.
+    best = np.array([1.0, 0.0, 0.0])
+    _, best_chi2 = find_best_fit(valley_chi2, VALLEY_SPACE, best[None, :])
+    assert best_chi2 == 0.0
+    profile = profile_likelihood(valley_chi2, VALLEY_SPACE, 0, best, 0.0, np.array([0.9, 1.0, 1.1]))
+    assert profile.chi2[1] == 0.0
+
+
+def test_profile_starts_from_samples():
+    grid = np.linspace(0.5, 1.5, 11)
+    best = np.array([1.0, 0.0, 0.0])
+    profile = profile_likelihood(valley_chi2, VALLEY_SPACE, 0, best, 0.0, grid, _valley_samples())
+    truth = ((grid - 1) / 0.5) ** 2
+    # Without samples the walk from the neighbour's optimum stays on the plateau (chi2 = 10).
+    assert np.all(profile.chi2 < 3.0)
+    assert np.all(profile.chi2 >= truth - 1e-9)
