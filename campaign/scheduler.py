@@ -110,11 +110,16 @@ def run_step(
         progress: Show a progress bar while evaluating.
 
     Raises:
+        ConfigError: This machine may not run the likelihood, or it cannot
+            be loaded. Nothing is written then.
         ConflictError: Another stepper has the campaign's lock, or no point
             has a finite chi2.
     """
+    from campaign.evaluation import check_evaluable
+
     echo = echo or (lambda line: None)
     settings = fit.settings
+    check_evaluable(fit)
     with StepperLock(fit.store, fit.id, fit.name, settings.lease_seconds) as lock:
         other_versions = count_other_versions(fit)
         if other_versions:

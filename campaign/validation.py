@@ -60,12 +60,13 @@ def validate_campaign(fit, n: int = 50, *, chain_id: int | None = None, seed: in
     Returns:
         The validation id, point ids, residual statistics and the best-fit residual.
     """
-    from campaign.evaluation import evaluate_pending
+    from campaign.evaluation import check_evaluable, evaluate_pending
     from campaign.surrogate.compiled import compile_surrogate
     from campaign.surrogate.registry import load_model
 
     if n < 1:
         raise ConfigError(f"n: give at least 1 sample to validate, got {n}")
+    check_evaluable(fit)
     space = fit.space
     with fit.store.transaction() as session:
         chain = find_chain(session, fit.id, chain_id)

@@ -193,3 +193,16 @@ def test_cli_rejects_odd_walkers(fitted, db_url):
     assert "even number of at least 8" in outcome.output
     with fitted.store.transaction() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(models.Chain)) == 0
+
+
+def test_rejected_validation_writes_nothing(fitted, tmp_path, monkeypatch):
+    fitted.sample(walkers=16, max_steps=200, check_every=100, seed=1, profiles=False)
+    points_before = len(fitted.points())
+    monkeypatch.setenv("CAMPAIGN_CONFIG_DIR", str(tmp_path / "collaborator"))
+
+    with pytest.raises(ConfigError, match="campaign allow gaussian-4d"):
+        fitted.validate(n=3)
+
+    assert len(fitted.points()) == points_before
+    with fitted.store.transaction() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(models.Validation)) == 0

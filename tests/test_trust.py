@@ -72,3 +72,28 @@ def test_corrupt_allow_list_reported(sqlite_url, repo_cwd):
 
     with pytest.raises(ConfigError, match="fix or delete the file"):
         is_allowed(fit.spec.likelihood)
+
+
+def _table_counts(fit) -> dict[str, int]:
+    import sqlalchemy as sa
+
+    from campaign.store import models
+
+    with fit.store.transaction() as session:
+        return {
+            table.__tablename__: session.scalar(sa.select(sa.func.count()).select_from(table))
+            for table in (models.Point, models.Step, models.ModelVersion, models.CampaignLock)
+        }
+
+
+@pytest.mark.parametrize("command", [["step", "toy-2d"], ["run", "toy-2d", "--steps", "2"]])
+def test_rejected_step_writes_nothing(sqlite_url, repo_cwd, tmp_path, monkeypatch, command):
+    fit = api.create_campaign(parse_campaign(DEFINITION), sqlite_url)
+    before = _table_counts(fit)
+    monkeypatch.setenv("CAMPAIGN_CONFIG_DIR", str(tmp_path / "collaborator"))
+
+    outcome = CliRunner().invoke(main, ["--db", sqlite_url, *command])
+
+    assert outcome.exit_code == 2
+    assert "campaign allow toy-2d" in outcome.output
+    assert _table_counts(fit) == before

@@ -17,11 +17,28 @@ from campaign.evaluation.worker import EvaluationSummary, run_evaluations
 from campaign.likelihood import check_likelihood
 from campaign.trust import check_allowed
 
-__all__ = ["add_design", "add_points_from_csv", "evaluate_pending", "run_worker", "EvaluationSummary", "EXECUTORS"]
+__all__ = [
+    "add_design", "add_points_from_csv", "check_evaluable", "evaluate_pending", "run_worker", "EvaluationSummary",
+    "EXECUTORS",
+]
 
 logger = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "dask")
+
+
+def check_evaluable(fit) -> None:
+    """Check that this machine may run the campaign's likelihood and that it loads.
+
+    Commands that add points before evaluating them call this first, so a
+    refusal leaves the database unchanged.
+
+    Raises:
+        ConfigError: The likelihood is not allowed here (``campaign allow``),
+            cannot be loaded, or does not take the campaign's parameters.
+    """
+    check_allowed(fit.spec.likelihood, fit.name)
+    check_likelihood(fit.spec.likelihood, fit.space.names)
 
 
 def evaluate_pending(
@@ -58,8 +75,7 @@ def evaluate_pending(
     if scheduler is not None and executor != "dask":
         raise ConfigError("a scheduler address needs the dask executor (--executor dask)")
     ref, names = fit.spec.likelihood, fit.space.names
-    check_allowed(ref, fit.name)
-    check_likelihood(ref, names)
+    check_evaluable(fit)
 
     if executor == "dask":
         from campaign.evaluation.dask_executor import DaskExecutor
@@ -96,8 +112,7 @@ def run_worker(
     if not poll_seconds > 0:
         raise ConfigError(f"invalid poll interval {poll_seconds!r}; give a positive number of seconds")
     ref, names = fit.spec.likelihood, fit.space.names
-    check_allowed(ref, fit.name)
-    check_likelihood(ref, names)
+    check_evaluable(fit)
 
     runner = LocalPool(ref, names, 1, executor="worker") if ref.timeout else InlineExecutor(ref, names)
     return run_evaluations(
