@@ -127,9 +127,11 @@ def profile_likelihood(
         best_chi2: chi2 at ``best_x``; delta-chi2 is taken from the lower of
             it and the profile's minimum.
         grid: Increasing values of the profiled parameter, shape (n_grid,).
+            The best fit's value is added, so the profile reaches ``best_chi2``
+            and both intervals contain the best fit.
         samples: Posterior samples in physical values, shape (n_samples, dim), or None.
     """
-    grid = np.asarray(grid, dtype=float)
+    grid = np.union1d(np.asarray(grid, dtype=float), [best_x[index]])
     unit_best = space.to_unit(best_x[None, :])[0]
     others = [i for i in range(space.dim) if i != index]
     unit_grid = space.to_unit(_column(best_x, index, grid))[:, index]

@@ -205,3 +205,14 @@ def test_profile_starts_from_samples():
     # Without samples the walk from the neighbour's optimum stays on the plateau (chi2 = 10).
     assert np.all(profile.chi2 < 3.0)
     assert np.all(profile.chi2 >= truth - 1e-9)
+
+
+def test_profile_grid_gets_best_fit_value():
+    # The grid misses a = 1, where the plateau-bound walk would otherwise never reach chi2 = 0.
+    best = np.array([1.0, 0.0, 0.0])
+    profile = profile_likelihood(valley_chi2, VALLEY_SPACE, 0, best, 0.0, np.linspace(0.55, 1.45, 10))
+    assert len(profile.grid) == 11
+    assert profile.grid[5] == 1.0
+    assert profile.chi2[5] == 0.0
+    assert profile.interval_68[0] is not None
+    assert profile.interval_68[1] is not None
