@@ -30,7 +30,7 @@ __all__ = ["sample_campaign", "default_walkers", "BEST_FIT_STARTS"]
 
 logger = logging.getLogger(__name__)
 
-#: Best evaluated points used as starts of the best-fit minimization.
+#: Best evaluated points, and highest posterior samples, that start the best-fit minimization.
 BEST_FIT_STARTS = 5
 
 
@@ -184,7 +184,10 @@ def _finish(fit, chain_id: int, model_version_id: int, run: ChainRun, chi2, poin
     if profiles:
         finite = np.isfinite(points.chi2)
         starts = points.x[finite][np.argsort(points.chi2[finite], kind="stable")[:BEST_FIT_STARTS]]
-        highest = run.chain.reshape(-1, space.dim)[np.argmax(run.log_prob)]
+        # Starts from the chain too: on a piecewise-constant surrogate, Powell
+        # ends at different plateaus from different starts.
+        positions, log_prob = run.chain.reshape(-1, space.dim), run.log_prob.reshape(-1)
+        highest = positions[np.argsort(-log_prob, kind="stable")[:BEST_FIT_STARTS]]
         best_x, best_chi2 = find_best_fit(chi2, space, np.vstack([starts, highest]))
         best = {"params": dict(zip(space.names, map(float, best_x))), "chi2": best_chi2}
         profile_results = [
