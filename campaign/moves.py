@@ -88,10 +88,19 @@ class SnookerMove(_VectorizedAcceptance, emcee.moves.RedBlueMove):
 
 
 class VectorizedSampler(emcee.EnsembleSampler):
-    """An ensemble sampler for a vectorized log-probability without blobs."""
+    """An ensemble sampler for a vectorized log-probability without blobs.
+
+    It calls the log-probability directly, not through emcee's wrapper,
+    which (in emcee 3.1.6) prints the walker positions and a traceback for
+    every exception, Ctrl-C included, before raising it again.
+    """
+
+    def __init__(self, nwalkers: int, ndim: int, log_prob_fn, **options):
+        super().__init__(nwalkers, ndim, log_prob_fn, **options)
+        self._vectorized_log_prob = log_prob_fn
 
     def compute_log_prob(self, coords: np.ndarray) -> tuple[np.ndarray, None]:
         """Return the log-probabilities of ``coords``, shape (n, ndim) -> (n,), and no blobs."""
         if not np.all(np.isfinite(coords)):
             raise ValueError("a walker position is infinite or NaN")
-        return np.asarray(self.log_prob_fn(coords), dtype=np.float64), None
+        return np.asarray(self._vectorized_log_prob(coords), dtype=np.float64), None

@@ -91,6 +91,7 @@ def sample_campaign(
             version_row = session.get(models.ModelVersion, chain_row.model_version_id)
             if version_row is None:
                 raise ConflictError(f"the model version of chain {resume} was deleted; start a new chain")
+            _check_resume_options(chain_row, version_row.version, walkers=walkers, seed=seed, version=version)
             version = version_row.version
         version_row, model = load_model(session, fit.id, space, version)
     surrogate = compile_surrogate(model, backend, threads=fit.settings.threads)
@@ -114,6 +115,17 @@ def sample_campaign(
         logger.warning("chain %d interrupted; resume it with --resume %d", chain_id, chain_id)
         raise
     return _finish(fit, chain_id, version_row.id, run, surrogate.chi2, points, profiles)
+
+
+def _check_resume_options(chain_row, chain_version: int, **requested) -> None:
+    """Reject walkers, seed or model version that differ from those of the chain being resumed."""
+    stored = {"walkers": chain_row.n_walkers, "seed": chain_row.seed, "version": chain_version}
+    for name, value in requested.items():
+        if value is not None and value != stored[name]:
+            raise ConfigError(
+                f"{name}: chain {chain_row.id} was started with {name} {stored[name]}, got {value}; "
+                f"leave --{name} out to resume it, or start a new chain without --resume"
+            )
 
 
 def _resumable_chain(session, campaign_id: int, chain_id: int, max_steps: int):

@@ -68,3 +68,15 @@ def test_nonfinite_position_rejected():
     sampler = VectorizedSampler(8, 4, gaussian_log_prob, vectorize=True)
     with pytest.raises(ValueError, match="infinite or NaN"):
         sampler.compute_log_prob(np.full((8, 4), np.nan))
+
+
+def test_sampler_raises_without_printing(capsys):
+    def interrupted(coords):
+        raise KeyboardInterrupt
+
+    sampler = VectorizedSampler(8, 2, interrupted, vectorize=True)
+    with pytest.raises(KeyboardInterrupt):
+        sampler.run_mcmc(np.random.default_rng(0).random((8, 2)), 2, skip_initial_state_check=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ""

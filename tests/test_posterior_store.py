@@ -143,7 +143,7 @@ def test_cli_commands_and_show(fitted, db_url, tmp_path):
     ]
     shown = runner.invoke(main, ["--db", db_url, "show", "gaussian-4d"])
     assert shown.exit_code == 0, shown.output
-    assert "Latest chain" in shown.output
+    assert "Latest finished chain" in shown.output
     assert "Profile likelihood intervals" in shown.output
     assert "Caution" not in shown.output  # the fixture's model version records no chi2 error
 
@@ -206,3 +206,29 @@ def test_rejected_validation_writes_nothing(fitted, tmp_path, monkeypatch):
     assert len(fitted.points()) == points_before
     with fitted.store.transaction() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(models.Validation)) == 0
+
+
+def test_resume_rejects_other_walkers_or_seed(fitted):
+    short = fitted.sample(walkers=16, max_steps=200, check_every=200, seed=5, profiles=False)
+    for options, pattern in [
+        ({"walkers": 32}, "walkers: chain .* was started with walkers 16, got 32"),
+        ({"seed": 6}, "seed: chain .* was started with seed 5, got 6"),
+    ]:
+        with pytest.raises(ConfigError, match=pattern):
+            fitted.sample(resume=short["chain_id"], max_steps=400, profiles=False, **options)
+    resumed = fitted.sample(resume=short["chain_id"], max_steps=400, profiles=False, walkers=16, seed=5)
+    assert resumed["n_steps"] == 400
+
+
+def test_show_and_chain_skip_interrupted_chain(fitted, db_url):
+    finished = fitted.sample(walkers=16, max_steps=200, check_every=100, seed=1, profiles=False)
+    with fitted.store.transaction() as session:
+        session.add(models.Chain(
+            campaign_id=fitted.id, model_version_id=session.scalars(sa.select(models.ModelVersion.id)).one(),
+            status="interrupted", n_walkers=16, seed=2, settings={},
+        ))
+    assert len(fitted.chain()) == finished["n_samples"]
+    shown = CliRunner().invoke(main, ["--db", db_url, "show", "gaussian-4d"])
+    assert shown.exit_code == 0, shown.output
+    assert f"Latest finished chain {finished['chain_id']}" in shown.output
+    assert "is interrupted and has no samples yet; continue it with `campaign sample gaussian-4d --resume" in shown.output

@@ -109,13 +109,17 @@ def echo_posterior_results(fit) -> None:
         results = latest_results(session, fit.id)
     chain = results["chain"]
     if chain is None:
-        click.echo("\nChains: none yet; run `campaign sample NAME`")
+        click.echo(f"\nChains: none yet; run `campaign sample {fit.name}`")
         return
     tau = ", ".join(f"{v:.1f}" for v in chain["tau"] or [])
-    click.echo(f"\nLatest chain {chain['id']} ({chain['status']}, model version {format_value(chain['model_version'])}): "
+    title = "Latest finished chain" if chain["status"] == "done" else "Latest chain"
+    click.echo(f"\n{title} {chain['id']} ({chain['status']}, model version {format_value(chain['model_version'])}): "
                f"{chain['n_walkers']} walkers x {chain['n_steps']} steps, "
                f"acceptance {format_value(chain['acceptance_fraction'])}, tau [{tau}], "
                f"{'converged' if chain['converged'] else 'not converged'}")
+    for chain_id, status in results["unfinished"]:
+        hint = f"; continue it with `campaign sample {fit.name} --resume {chain_id}`" if status == "interrupted" else ""
+        click.echo(f"Chain {chain_id} is {status} and has no samples yet{hint}")
     if results["posterior"]:
         click.echo(format_table(
             ["parameter", "mean", "std", "median", "68% low", "68% high", "95% low", "95% high"],

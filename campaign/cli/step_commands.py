@@ -69,7 +69,7 @@ def echo_steps_and_models(fit) -> None:
     from campaign.surrogate.registry import list_model_versions
 
     steps = list_steps(fit)
-    click.echo("\nSteps:" if steps else "\nSteps: none yet; run `campaign step NAME`")
+    click.echo("\nSteps:" if steps else f"\nSteps: none yet; run `campaign step {fit.name}`")
     if steps:
         click.echo(format_table(
             ["step", "status", "phase", "model", "proposed", "evaluated", "failed", "best chi2", "seconds", "convergence"],

@@ -19,16 +19,21 @@ __all__ = [
 
 
 def find_chain(session: Session, campaign_id: int, chain_id: int | None = None) -> models.Chain:
-    """Return a campaign's chain by id, or its latest chain when ``chain_id`` is None.
+    """Return a campaign's chain by id, or when ``chain_id`` is None its latest finished chain.
+
+    Without a finished chain, the latest chain is returned: an interrupted
+    or running chain has no stored samples yet.
 
     Raises:
         NotFoundError: No such chain in this campaign.
     """
     query = sa.select(models.Chain).where(models.Chain.campaign_id == campaign_id)
     if chain_id is None:
-        row = session.scalar(query.order_by(models.Chain.id.desc()).limit(1))
+        finished_first = sa.case((models.Chain.status == "done", 1), else_=0).desc()
+        row = session.scalar(query.order_by(finished_first, models.Chain.id.desc()).limit(1))
         if row is None:
-            raise NotFoundError("the campaign has no chains yet; run `campaign sample NAME`")
+            name = session.get(models.Campaign, campaign_id).name
+            raise NotFoundError(f"campaign {name!r} has no chains yet; run `campaign sample {name}`")
         return row
     row = session.scalar(query.where(models.Chain.id == chain_id))
     if row is None:
@@ -125,13 +130,23 @@ def replace_profiles(session: Session, model_version_id: int, profiles) -> None:
 
 
 def latest_results(session: Session, campaign_id: int) -> dict:
-    """Collect the latest chain, its posterior table, the best fit and profiles of its model version,
-    and the latest validation, for ``campaign show``; absent parts are None or empty."""
-    chain = session.scalar(
-        sa.select(models.Chain).where(models.Chain.campaign_id == campaign_id).order_by(models.Chain.id.desc()).limit(1)
-    )
-    result: dict = {"chain": None, "posterior": [], "best_fit": None, "profiles": [], "validation": None}
+    """Collect the results that ``campaign show`` prints; absent parts are None or empty.
+
+    These are the latest finished chain (see :func:`find_chain`) with its
+    posterior table, the best fit and profiles of its model version, the
+    chains started after it that did not finish, and the latest validation.
+    """
+    chain = None
+    if session.scalar(sa.select(models.Chain.id).where(models.Chain.campaign_id == campaign_id).limit(1)) is not None:
+        chain = find_chain(session, campaign_id)
+    result: dict = {"chain": None, "posterior": [], "best_fit": None, "profiles": [], "validation": None,
+                    "unfinished": []}
     if chain is not None:
+        result["unfinished"] = session.execute(
+            sa.select(models.Chain.id, models.Chain.status)
+            .where(models.Chain.campaign_id == campaign_id, models.Chain.id > chain.id, models.Chain.status != "done")
+            .order_by(models.Chain.id)
+        ).all()
         version = session.get(models.ModelVersion, chain.model_version_id) if chain.model_version_id else None
         result["chain"] = {
             "id": chain.id, "status": chain.status, "model_version": version.version if version else None,

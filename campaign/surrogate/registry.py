@@ -154,7 +154,8 @@ def load_model(
     if row is None:
         numbers = [v.version for v in list_model_versions(session, campaign_id)]
         if not numbers:
-            raise NotFoundError("the campaign has no model versions yet; train one with `campaign step NAME`")
+            name = session.get(models.Campaign, campaign_id).name
+            raise NotFoundError(f"campaign {name!r} has no model versions yet; train one with `campaign step {name}`")
         raise NotFoundError(
             f"model version {version} not found; existing versions: {_ranges(numbers)}"
         )
