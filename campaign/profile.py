@@ -252,7 +252,7 @@ def profile_caution(mae_low: float | None, model_version: int | None) -> str | N
     return (
         f"Caution: the regressor's cross-validated chi2 error near the minimum is {mae_low:.3g} "
         f"(model version {model_version}), not small against delta chi2 = 1, so surrogate error can "
-        "move the profile interval ends by a large fraction of their width. Posterior intervals, which "
-        "average over the surrogate, are less sensitive to it. More evaluations near the minimum "
-        "(campaign run) reduce the error."
+        "move the profile interval ends by a large fraction of their width. `campaign validate` compares "
+        "the surrogate with the true chi2 at posterior samples, and more evaluations near the minimum "
+        "(`campaign run`) reduce the error."
     )

@@ -24,6 +24,7 @@ from campaign import plots
 from campaign.errors import ConfigError
 from campaign.profile import profile_caution
 from campaign.store import models
+from campaign.validation import validation_caution
 
 __all__ = ["write_report", "render_report"]
 
@@ -107,6 +108,7 @@ def _load(session, fit) -> dict[str, Any]:
     version_ids = [v.id for v in versions]
     profiles = _newest_profiles(session, version_ids)
     return {
+        "name": fit.name,
         "arrays": fit.arrays(statuses=("done",)),
         "step_counts": sorted(((-1 if s is None else s), n) for s, n in step_counts),
         "versions": [(v.version, v.n_train, v.metrics, v.training_seconds) for v in versions],
@@ -337,6 +339,9 @@ def _validation(data: dict) -> str:
     content = _table(
         ["statistic", "value"], [[k, v] for k, v in sorted(validation["statistics"].items())]
     )
+    caution = validation_caution(validation["statistics"], data["name"])
+    if caution:
+        content += f"<p>{html.escape(caution)}</p>"
     if not both.any():
         return content + _missing("finite residuals")
     pyplot = plots._pyplot()

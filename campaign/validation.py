@@ -18,9 +18,13 @@ from campaign.store import models
 from campaign.store.chains import find_chain, load_samples
 from campaign.store.points import insert_points
 
-__all__ = ["validate_campaign", "residual_statistics"]
+__all__ = ["validate_campaign", "residual_statistics", "validation_caution", "VALIDATION_RMS_LIMIT"]
 
 logger = logging.getLogger(__name__)
+
+#: RMS of the chi2 residuals above which a validation gets a caution. A chi2
+#: error e scales the posterior density by exp(-e/2), a factor of 1.6 at e = 1.
+VALIDATION_RMS_LIMIT = 1.0
 
 
 def residual_statistics(true_chi2: np.ndarray, surrogate_chi2: np.ndarray) -> dict:
@@ -45,6 +49,19 @@ def residual_statistics(true_chi2: np.ndarray, surrogate_chi2: np.ndarray) -> di
     }
 
 
+def validation_caution(statistics: dict, campaign_name: str) -> str | None:
+    """Return a caution when the residual RMS of a validation exceeds ``VALIDATION_RMS_LIMIT``, else None."""
+    rms = statistics.get("rms")
+    if rms is None or rms <= VALIDATION_RMS_LIMIT:
+        return None
+    return (
+        f"Caution: at the validated posterior samples the surrogate chi2 differs from the true chi2 by "
+        f"rms {rms:.3g} (limit {VALIDATION_RMS_LIMIT:g}), so the posterior, best fit and intervals of this "
+        f"model version may be biased. The validation points join the next training set; run more "
+        f"steps (`campaign run {campaign_name}`), then sample and validate again."
+    )
+
+
 def validate_campaign(fit, n: int = 50, *, chain_id: int | None = None, seed: int | None = None,
                       workers: int | None = None, backend: str = "numba") -> dict:
     """Evaluate the true likelihood at ``n`` posterior samples and at the best fit, and store the residuals.
@@ -52,7 +69,7 @@ def validate_campaign(fit, n: int = 50, *, chain_id: int | None = None, seed: in
     Args:
         fit: An open :class:`campaign.api.Campaign`.
         n: Posterior samples to evaluate, drawn without replacement.
-        chain_id: The chain to draw from; the latest when None.
+        chain_id: The chain to draw from; the latest finished chain when None.
         seed: Seed of the draw; the campaign's seed when None.
         workers: Evaluation processes, see :func:`campaign.evaluation.evaluate_pending`.
         backend: Compiled predictor of the surrogate chi2.

@@ -232,3 +232,14 @@ def test_show_and_chain_skip_interrupted_chain(fitted, db_url):
     assert shown.exit_code == 0, shown.output
     assert f"Latest finished chain {finished['chain_id']}" in shown.output
     assert "is interrupted and has no samples yet; continue it with `campaign sample gaussian-4d --resume" in shown.output
+
+
+def test_validation_caution_threshold():
+    from campaign.validation import VALIDATION_RMS_LIMIT, validation_caution
+
+    assert validation_caution({"rms": None}, "toy") is None
+    assert validation_caution({"rms": VALIDATION_RMS_LIMIT}, "toy") is None
+    message = validation_caution({"rms": 11.4}, "toy")
+    assert message is not None
+    assert "rms 11.4" in message
+    assert "campaign run toy" in message

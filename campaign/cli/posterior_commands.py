@@ -67,11 +67,13 @@ def sample(obj, name, walkers, max_steps, seed, check_every, version, resume, ba
 @main.command()
 @click.argument("name")
 @click.option("--n", "n", type=int, default=50, show_default=True, help="Posterior samples to evaluate with the true likelihood.")
-@click.option("--chain", "chain_id", type=int, help="Chain id. Default: the latest chain.")
+@click.option("--chain", "chain_id", type=int, help="Chain id. Default: the latest finished chain.")
 @click.option("--workers", type=int, help="Evaluation processes. Default: the number of cores.")
 @click.pass_obj
 def validate(obj, name, n, chain_id, workers):
     """Evaluate the true likelihood at posterior samples and the best fit, and report residuals."""
+    from campaign.validation import validation_caution
+
     result = api.open_campaign(name, obj["db"]).validate(n, chain_id=chain_id, workers=workers)
     stats = result["statistics"]
     click.echo(f"Validation {result['validation_id']} of chain {result['chain_id']} "
@@ -79,6 +81,9 @@ def validate(obj, name, n, chain_id, workers):
     click.echo(format_table(["residual (true - surrogate chi2)", "value"],
                             [[key, stats.get(key)] for key in ("mean", "std", "rms", "median_abs", "max_abs",
                                                                "best_fit_residual")]))
+    caution = validation_caution(stats, name)
+    if caution:
+        click.echo(caution)
 
 
 @main.command()
@@ -104,6 +109,7 @@ def echo_posterior_results(fit) -> None:
     """Print the latest chain, its posterior table, best fit, profile intervals and the latest validation."""
     from campaign.profile import profile_caution
     from campaign.store.chains import latest_results
+    from campaign.validation import validation_caution
 
     with fit.store.transaction() as session:
         results = latest_results(session, fit.id)
@@ -145,3 +151,6 @@ def echo_posterior_results(fit) -> None:
                    f"residual true - surrogate chi2: mean {format_value(validation['mean'])}, "
                    f"rms {format_value(validation['rms'])}, max |.| {format_value(validation['max_abs'])} "
                    f"over {validation['n_finite']} points")
+        caution = validation_caution(validation, fit.name)
+        if caution:
+            click.echo(caution)
