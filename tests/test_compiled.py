@@ -211,3 +211,13 @@ def test_binned_forest_wide_booster():
     margins = BinnedForest.build([forest], 40).predict_margins(rows)[0]
     expected = booster.inplace_predict(rows, predict_type="margin")
     assert np.max(np.abs(margins - expected)) <= RTOL * max(1.0, np.max(np.abs(expected)))
+
+
+def test_cached_artifact_costs_no_compile_time(tmp_path):
+    booster = _booster("reg:squarederror", n_trees=5)
+    first = BoosterPredictor(booster, "numba", cache=tmp_path)
+    again = BoosterPredictor(booster, "numba", cache=tmp_path)
+    assert not first.from_cache
+    assert first.compile_seconds > 0
+    assert again.from_cache
+    assert again.compile_seconds == 0.0

@@ -26,8 +26,13 @@ MAX_SEED = 2**32 - 1
 def compile_command(obj, name, version, backend):
     """Compile a model version's regressor and classifier into the local cache."""
     result = api.open_campaign(name, obj["db"]).compile(version, backend)
-    click.echo(f"Model version {result['model_version']}: {result['backend']} predictor, "
-               f"compiled in {result['seconds']:.2f} s (0 when cached).")
+    if result["backend"] == "xgboost":
+        how = "XGBoost's own predictor (nothing compiled)"
+    elif result["seconds"] == 0:
+        how = f"{result['backend']} predictor, loaded from the cache"
+    else:
+        how = f"{result['backend']} predictor, compiled in {result['seconds']:.2f} s"
+    click.echo(f"Model version {result['model_version']}: {how}.")
 
 
 @main.command()

@@ -317,6 +317,7 @@ class BoosterPredictor:
     Attributes:
         backend: The backend in use; ``"xgboost"`` after a failed compilation.
         compile_seconds: Time spent compiling, 0 when the cache had the artifact.
+        from_cache: Whether the compiled artifact came from the cache.
     """
 
     def __init__(
@@ -338,6 +339,7 @@ class BoosterPredictor:
         self.threads = threads
         self.hash = model_hash(booster)
         self.compile_seconds = 0.0
+        self.from_cache = False
         self.forest: FlatForest | None = None
         self._predict_compiled = None
         self.backend = "xgboost"
@@ -370,7 +372,7 @@ class BoosterPredictor:
                 self.hash[:12], backend, exc,
             )
             return
-        self.compile_seconds = time.perf_counter() - start
+        self.compile_seconds = 0.0 if self.from_cache else time.perf_counter() - start
         if not self._agrees_with_xgboost():
             logger.warning("compiled %s predictor of booster %s disagrees with XGBoost; using XGBoost",
                            backend, self.hash[:12])
@@ -381,7 +383,8 @@ class BoosterPredictor:
 
     def _numba_predictor(self, cache: Path):
         path = cache / f"{self.hash}.forest.npz"
-        if path.exists():
+        self.from_cache = path.exists()
+        if self.from_cache:
             forest = FlatForest.load(path)
         else:
             forest = flatten_booster(self.booster)
@@ -396,7 +399,8 @@ class BoosterPredictor:
         import treelite
 
         path = cache / f"{self.hash}.tl2cgen.so"
-        if not path.exists():
+        self.from_cache = path.exists()
+        if not self.from_cache:
             model = treelite.frontend.from_xgboost(self.booster)
 
             def export(target: Path) -> None:
