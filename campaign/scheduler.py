@@ -184,10 +184,17 @@ def run_steps(
     return reports
 
 
-def _batch_error_text(batch_mae: float | None, limit: float) -> str:
-    if batch_mae is None:
-        return ""
-    return f", batch MAE {batch_mae:.3g} (limit {limit:g})"
+def _waiting_for(convergence: dict, settings) -> str:
+    """Describe which convergence conditions a step has met and which it has not."""
+    quiet, patience = convergence["quiet_steps"], settings.convergence_patience
+    parts = [f"{min(quiet, patience)}/{patience} quiet steps"]
+    if quiet >= patience:
+        parts[0] += " reached"
+    parts.append("regressor settled" if convergence["settled"] else "regressor not settled")
+    batch_mae = convergence.get("batch_mae_low")
+    if batch_mae is not None:
+        parts.append(f"batch MAE {batch_mae:.3g} (limit {settings.convergence_mae:g})")
+    return ", ".join(parts)
 
 
 def count_other_versions(fit) -> dict[str, int]:
@@ -358,10 +365,7 @@ class _StepContext:
                                 n_proposed=step.n_proposed, n_evaluated=step.n_evaluated, n_failed=step.n_failed,
                                 model_version=version, best_chi2=best, convergence=convergence)
         logger.info("campaign %s: step %d done, best chi2 %s", self.fit.name, number, best)
-        state = "converged" if convergence["converged"] else \
-            f"not converged ({convergence['quiet_steps']}/{self.settings.convergence_patience} quiet steps" \
-            f"{', regressor settled' if convergence['settled'] else ''}" \
-            f"{_batch_error_text(convergence.get('batch_mae_low'), self.settings.convergence_mae)})"
+        state = "converged" if convergence["converged"] else f"not converged ({_waiting_for(convergence, self.settings)})"
         self.echo(f"step {number}: done, best chi2 {_number(best)}, {report.n_evaluated} evaluated, "
                   f"{report.n_failed} failed; {state}")
         return report
