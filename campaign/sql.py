@@ -4,15 +4,18 @@ Only read statements reach the database: the first keyword must be
 SELECT, WITH, VALUES, EXPLAIN or, on PostgreSQL, TABLE. The database also
 enforces read-only access, for writes inside a WITH or EXPLAIN ANALYZE: on
 SQLite the connection runs with ``PRAGMA query_only``, on PostgreSQL the
-query runs in a ``READ ONLY`` transaction. With a campaign name, four temporary views show only that
-campaign's rows. They take precedence over the tables ``points`` and
-``chains`` on both backends:
+query runs in a ``READ ONLY`` transaction. With a campaign name, temporary
+views show only that campaign's rows. They take precedence over the tables
+of the same names on both backends:
 
 - ``points``: one column per parameter, then chi2, status, origin, step,
   evaluated_at and the other columns of ``points_<suffix>``;
 - ``samples``: chain samples, one column per parameter, with log_prob;
 - ``models``: model versions with their metrics and hyperparameters (JSON);
-- ``chains``: sampler runs with acceptance fraction, tau and convergence.
+- ``chains``: sampler runs with acceptance fraction, tau and convergence;
+- ``steps``, ``validations``, ``posterior_summaries``: the table's columns;
+- ``best_fits``, ``profiles``, ``shap_summaries``: the table's columns and
+  ``model_version``, the version number.
 
 A temporary view can only be created while writes are still allowed, so
 the views are made first and the connection turns read-only before the
@@ -49,7 +52,10 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("table", "csv", "json", "parquet")
 #: Relations defined for a named campaign.
-RELATIONS = ("points", "samples", "models", "chains")
+RELATIONS = (
+    "points", "samples", "models", "chains", "steps", "validations", "posterior_summaries",
+    "best_fits", "profiles", "shap_summaries",
+)
 MESSAGE_LIMIT = 300
 #: First keywords of read statements, per backend.
 READ_KEYWORDS = {
@@ -341,7 +347,13 @@ def _create_campaign_views(connection: Connection, name: str) -> None:
     if sqlite:
         connection.exec_driver_sql("PRAGMA query_only=OFF")
     main = "main." if sqlite else ""
+    # PostgreSQL binds a view's tables when it is created, so this view comes
+    # before the temporary view "chains" hides the table.
     definitions = {
+        "posterior_summaries": (
+            f"SELECT t.* FROM {main}posterior_summaries t JOIN {main}chains c ON c.id = t.chain_id "
+            f"WHERE c.campaign_id = {campaign_id}"
+        ),
         "points": f'SELECT * FROM {main}"points_{suffix}"',
         "samples": f'SELECT * FROM {main}"samples_{suffix}"',
         "models": (
@@ -352,7 +364,14 @@ def _create_campaign_views(connection: Connection, name: str) -> None:
             f"SELECT {', '.join(_CHAIN_COLUMNS)} FROM {main}chains c "
             f"LEFT JOIN {main}model_versions m ON m.id = c.model_version_id WHERE c.campaign_id = {campaign_id}"
         ),
+        "steps": f"SELECT * FROM {main}steps WHERE campaign_id = {campaign_id}",
+        "validations": f"SELECT * FROM {main}validations WHERE campaign_id = {campaign_id}",
     }
+    for table in ("best_fits", "profiles", "shap_summaries"):
+        definitions[table] = (
+            f"SELECT t.*, m.version AS model_version FROM {main}{table} t "
+            f"JOIN {main}model_versions m ON m.id = t.model_version_id WHERE m.campaign_id = {campaign_id}"
+        )
     for relation, select in definitions.items():
         connection.exec_driver_sql(f"CREATE TEMP VIEW {relation} AS {select}")
     if sqlite:

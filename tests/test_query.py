@@ -285,3 +285,14 @@ def test_cli_bad_input_exit_2(filled):
         assert result.exit_code == 2, (arguments, result.output)
         assert "Traceback" not in result.output
     assert count_points(url) == data.n_points
+
+
+def test_result_views_hide_other_campaigns(db_url):
+    fill_campaign(db_url, "first")
+    fill_campaign(db_url, "second")
+    for table in ("best_fits", "profiles", "validations", "posterior_summaries", "steps", "shap_summaries"):
+        everything = len(run_query(f"SELECT * FROM {table}", db_url))
+        first = len(run_query(f"SELECT * FROM {table}", db_url, "first"))
+        assert first * 2 == everything, table
+    best = run_query("SELECT model_version, chi2 FROM best_fits", db_url, "first")
+    assert best["model_version"].tolist() == [2]

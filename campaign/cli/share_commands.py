@@ -23,8 +23,10 @@ from campaign.sql import FORMATS, fetch_result, write_result
 def query(obj, arguments, fmt, output):
     """Run one read-only SQL statement and print the rows.
 
-    With a campaign NAME, the relations points, samples, models and chains
-    show only that campaign, with one column per parameter.
+    With a campaign NAME, the relations points, samples, models, chains,
+    steps, validations, posterior_summaries, best_fits, profiles and
+    shap_summaries show only that campaign. Points and samples have one
+    column per parameter.
 
     \b
     campaign query toy "SELECT a, b, chi2 FROM points WHERE chi2 < 20 ORDER BY chi2"
