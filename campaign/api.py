@@ -188,7 +188,7 @@ class Campaign:
         return sample_campaign(self, **options)
 
     def chain(self, chain_id: int | None = None, as_inference_data: bool = False):
-        """Return a chain's stored samples (the latest chain when None).
+        """Return a chain's stored samples (the latest finished chain when None).
 
         Returns:
             A DataFrame with columns iteration, walker, one per parameter, and

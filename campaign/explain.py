@@ -118,7 +118,7 @@ def explain_campaign(fit, version: int | None = None, plots: str | Path | None =
 
 
 def write_plots(fit, result: ShapValues, directory: str | Path) -> list[str]:
-    """Write SHAP bar, beeswarm and interaction plots, and the latest chain's corner and tau plots, as PNG."""
+    """Write SHAP bar, beeswarm and interaction plots, and the latest finished chain's corner and tau plots, as PNG."""
     from campaign import plots
 
     directory = Path(directory)

@@ -100,7 +100,7 @@ def tau_convergence(tau_history: list, names: list[str], path: Path) -> Path:
 
 
 def chain_plots(fit, directory: Path) -> list[Path]:
-    """Write the corner plot and the tau convergence of the campaign's latest chain, if it has one."""
+    """Write the corner plot and the tau convergence of the campaign's latest finished chain, if it has one."""
     from campaign.errors import NotFoundError
     from campaign.store.chains import find_chain, load_samples
 

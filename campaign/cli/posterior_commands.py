@@ -111,7 +111,7 @@ def explain(obj, name, version, plots):
 
 
 def echo_posterior_results(fit) -> None:
-    """Print the latest chain, its posterior table, best fit, profile intervals and the latest validation."""
+    """Print the latest finished chain, its posterior table, best fit, profile intervals and the latest validation."""
     from campaign.profile import profile_caution
     from campaign.store.chains import latest_results
     from campaign.validation import validation_caution
