@@ -110,11 +110,13 @@ def sample_campaign(
     try:
         run = run_sampler(log_prob, start, options, previous=previous,
                           checkpoint=lambda current: _store_checkpoint(fit, chain_id, current))
+        return _finish(fit, chain_id, version_row.id, run, surrogate.chi2, points, profiles)
     except KeyboardInterrupt:
+        # Also during the best fit and profiles: the last checkpoint holds the
+        # whole run, so resuming repeats only those.
         _mark_chain(fit, chain_id, "interrupted")
         logger.warning("chain %d interrupted; resume it with --resume %d", chain_id, chain_id)
         raise
-    return _finish(fit, chain_id, version_row.id, run, surrogate.chi2, points, profiles)
 
 
 def _check_resume_options(chain_row, chain_version: int, **requested) -> None:

@@ -231,7 +231,8 @@ def test_show_and_chain_skip_interrupted_chain(fitted, db_url):
     shown = CliRunner().invoke(main, ["--db", db_url, "show", "gaussian-4d"])
     assert shown.exit_code == 0, shown.output
     assert f"Latest finished chain {finished['chain_id']}" in shown.output
-    assert "is interrupted and has no samples yet; continue it with `campaign sample gaussian-4d --resume" in shown.output
+    assert ("is interrupted after 0 checkpointed steps, and its samples are not stored yet; "
+            "continue it with `campaign sample gaussian-4d --resume") in shown.output
 
 
 def test_validation_caution_threshold():
@@ -243,3 +244,25 @@ def test_validation_caution_threshold():
     assert message is not None
     assert "rms 11.4" in message
     assert "campaign run toy" in message
+
+
+def test_interrupt_during_profiles_marks_chain(fitted, monkeypatch):
+    from campaign import sampling
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    original = sampling.find_best_fit
+    monkeypatch.setattr(sampling, "find_best_fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fitted.sample(walkers=16, max_steps=200, check_every=100, seed=4)
+    with fitted.store.transaction() as session:
+        chain = session.scalars(sa.select(models.Chain)).one()
+        assert chain.status == "interrupted"
+        chain_id = chain.id
+
+    monkeypatch.setattr(sampling, "find_best_fit", original)
+    resumed = fitted.sample(resume=chain_id, max_steps=400, check_every=100)
+    assert resumed["chain_id"] == chain_id
+    assert resumed["best_fit"] is not None
+    assert len(fitted.chain(chain_id)) == resumed["n_samples"]

@@ -80,6 +80,17 @@ def test_run_reuses_hyperparameters_and_shows(sqlite_url, repo_cwd):
     assert "Steps:" in result.output
     assert "Model versions:" in result.output
     assert "continue" in result.output
+    assert "/3 quiet" in result.output
+
+
+def test_cli_run_names_its_stop_reason(sqlite_url, repo_cwd):
+    make_campaign(sqlite_url)
+    by_steps = CliRunner().invoke(main, ["--db", sqlite_url, "run", "quad", "--steps", "1", "--workers", "1"])
+    assert by_steps.exit_code == 0, by_steps.output
+    assert "not converged; stopped after --steps 1." in by_steps.output
+    by_budget = CliRunner().invoke(main, ["--db", sqlite_url, "run", "quad", "--max-evaluations", "33", "--workers", "1"])
+    assert by_budget.exit_code == 0, by_budget.output
+    assert "not converged; stopped at --max-evaluations 33." in by_budget.output
 
 
 def test_max_evaluations_limits_run(sqlite_url, repo_cwd):

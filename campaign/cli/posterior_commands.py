@@ -128,9 +128,10 @@ def echo_posterior_results(fit) -> None:
                f"{chain['n_walkers']} walkers x {chain['n_steps']} steps, "
                f"acceptance {format_value(chain['acceptance_fraction'])}, tau [{tau}], "
                f"{'converged' if chain['converged'] else 'not converged'}")
-    for chain_id, status in results["unfinished"]:
+    for chain_id, status, n_steps in results["unfinished"]:
         hint = f"; continue it with `campaign sample {fit.name} --resume {chain_id}`" if status == "interrupted" else ""
-        click.echo(f"Chain {chain_id} is {status} and has no samples yet{hint}")
+        click.echo(f"Chain {chain_id} is {status} after {n_steps} checkpointed steps, "
+                   f"and its samples are not stored yet{hint}")
     if results["posterior"]:
         click.echo(format_table(
             ["parameter", "mean", "std", "median", "68% low", "68% high", "95% low", "95% high"],

@@ -59,7 +59,12 @@ def run(obj, name, steps, until_converged, max_evaluations, workers, executor, p
         click.echo(f"Nothing to do: the campaign has reached {max_evaluations} evaluated points.")
         return
     last = reports[-1]
-    state = "converged" if last.converged else "not converged"
+    if last.converged:
+        state = "converged"
+    elif steps is not None and len(reports) >= steps:
+        state = f"not converged; stopped after --steps {steps}"
+    else:
+        state = f"not converged; stopped at --max-evaluations {max_evaluations}"
     click.echo(f"Ran {len(reports)} step(s); best chi2 {format_value(last.best_chi2)}; {state}.")
 
 
@@ -74,7 +79,8 @@ def echo_steps_and_models(fit) -> None:
         click.echo(format_table(
             ["step", "status", "phase", "model", "proposed", "evaluated", "failed", "best chi2", "seconds", "convergence"],
             [[s["number"], s["status"], s["phase"], s["model_version"], s["n_proposed"], s["n_evaluated"],
-              s["n_failed"], s["best_chi2"], round(s["seconds"], 1), _convergence_text(s["convergence"])]
+              s["n_failed"], s["best_chi2"], round(s["seconds"], 1),
+              _convergence_text(s["convergence"], fit.settings.convergence_patience)]
              for s in steps],
         ))
     with fit.store.transaction() as session:
@@ -91,7 +97,7 @@ def echo_steps_and_models(fit) -> None:
         ))
 
 
-def _convergence_text(convergence: dict) -> str:
+def _convergence_text(convergence: dict, patience: int) -> str:
     if not convergence:
         return "-"
     if convergence.get("converged"):
@@ -99,4 +105,4 @@ def _convergence_text(convergence: dict) -> str:
     settled = "settled" if convergence.get("settled") else "not settled"
     error = convergence.get("batch_mae_low")
     error_text = f", batch MAE {error:.3g}" if error is not None else ""
-    return f"{convergence.get('quiet_steps', 0)} quiet, {settled}{error_text}"
+    return f"{min(convergence.get('quiet_steps', 0), patience)}/{patience} quiet, {settled}{error_text}"

@@ -143,7 +143,7 @@ def latest_results(session: Session, campaign_id: int) -> dict:
                     "unfinished": []}
     if chain is not None:
         result["unfinished"] = session.execute(
-            sa.select(models.Chain.id, models.Chain.status)
+            sa.select(models.Chain.id, models.Chain.status, models.Chain.n_steps)
             .where(models.Chain.campaign_id == campaign_id, models.Chain.id > chain.id, models.Chain.status != "done")
             .order_by(models.Chain.id)
         ).all()
