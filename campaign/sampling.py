@@ -112,8 +112,8 @@ def sample_campaign(
                           checkpoint=lambda current: _store_checkpoint(fit, chain_id, current))
         return _finish(fit, chain_id, version_row.id, run, surrogate.chi2, points, profiles)
     except KeyboardInterrupt:
-        # Also during the best fit and profiles: the last checkpoint holds the
-        # whole run, so resuming repeats only those.
+        # Also during the best fit and profiles: the last checkpoint contains
+        # the whole run, so resuming repeats only those.
         _mark_chain(fit, chain_id, "interrupted")
         logger.warning("chain %d interrupted; resume it with --resume %d", chain_id, chain_id)
         raise
