@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the correlated 4-D Gaussian campaign end to end on an embedded SQLite
 # database: initial design, active learning, posterior sampling, validation,
-# SHAP and the HTML report. Takes a few minutes on 2 cores.
+# SHAP and the HTML report. Takes about a minute on 2 cores.
 #
 # Usage, from anywhere:  examples/gaussian-4d/run.sh
 # Environment (all optional):
