@@ -76,10 +76,12 @@ def _minimize_unit(function: Callable[[np.ndarray], float], start: np.ndarray) -
         function, start, method="Powell", bounds=bounds,
         options={"xtol": X_TOLERANCE, "ftol": CHI2_TOLERANCE, "maxfev": 2000 * len(start)},
     )
-    start_value = function(start)
-    if not result.fun <= start_value:
-        return start, float(start_value)
-    return result.x, float(result.fun)
+    start_value = float(function(start))
+    end_value = float(result.fun)
+    # NaN ranks above every number, so a finite value wins over NaN.
+    if np.nan_to_num(start_value, nan=np.inf) < np.nan_to_num(end_value, nan=np.inf):
+        return start, start_value
+    return result.x, end_value
 
 
 @dataclass(frozen=True)
