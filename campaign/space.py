@@ -74,6 +74,10 @@ class ParameterSpace:
         self.low = np.array([p.low for p in self.parameters], dtype=float)
         self.high = np.array([p.high for p in self.parameters], dtype=float)
         self.is_log = np.array([p.scale == "log" for p in self.parameters], dtype=bool)
+        # Bounds on the axis that the unit cube spans (log10 for log parameters),
+        # computed once because every surrogate call transforms its rows.
+        self._axis_low = np.where(self.is_log, np.log10(np.where(self.is_log, self.low, 1.0)), self.low)
+        self._axis_high = np.where(self.is_log, np.log10(np.where(self.is_log, self.high, 1.0)), self.high)
 
     def __len__(self) -> int:
         return len(self.parameters)
@@ -132,9 +136,7 @@ class ParameterSpace:
         return np.where(self.is_log, 10.0 ** axis, axis)
 
     def _axis_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        low = np.where(self.is_log, np.log10(np.where(self.is_log, self.low, 1.0)), self.low)
-        high = np.where(self.is_log, np.log10(np.where(self.is_log, self.high, 1.0)), self.high)
-        return low, high
+        return self._axis_low, self._axis_high
 
     def contains(self, x: np.ndarray) -> np.ndarray:
         """Return a boolean mask, shape (n,), of rows inside the box (bounds included)."""
