@@ -221,3 +221,10 @@ def test_cached_artifact_costs_no_compile_time(tmp_path):
     assert first.compile_seconds > 0
     assert again.from_cache
     assert again.compile_seconds == 0.0
+
+
+def test_tl2cgen_compile_keeps_stdout_clean(tmp_path, capsys):
+    booster = _booster("reg:squarederror", n_trees=3, depth=2)
+    predictor = BoosterPredictor(booster, "tl2cgen", cache=tmp_path)
+    assert predictor.backend == "tl2cgen"
+    assert capsys.readouterr().out == ""

@@ -30,7 +30,9 @@ the database.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import math
@@ -404,10 +406,15 @@ class BoosterPredictor:
             model = treelite.frontend.from_xgboost(self.booster)
 
             def export(target: Path) -> None:
-                tl2cgen.export_lib(
-                    model, toolchain="gcc", libpath=str(target),
-                    params={"parallel_comp": max(self.threads, 1)}, options=["-O0"],
-                )
+                # tl2cgen 1.0.0 prints its native log lines with print(); keep them
+                # out of the command's output and in the debug log instead.
+                with contextlib.redirect_stdout(io.StringIO()) as native_log:
+                    tl2cgen.export_lib(
+                        model, toolchain="gcc", libpath=str(target),
+                        params={"parallel_comp": max(self.threads, 1)}, options=["-O0"],
+                    )
+                for line in native_log.getvalue().splitlines():
+                    logger.debug("tl2cgen: %s", line)
 
             _write_atomically(path, export)
             logger.info("compiled booster %s with tl2cgen into %s", self.hash[:12], path)
