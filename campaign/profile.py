@@ -168,8 +168,9 @@ def _sample_starts(chi2, space, index, others, unit_grid, samples) -> np.ndarray
     """
     if samples is None or len(samples) == 0 or not others:
         return None
-    unit_samples = space.to_unit(np.asarray(samples, dtype=float))
-    sample_chi2 = chi2(space.from_unit(unit_samples))
+    samples = np.asarray(samples, dtype=float)
+    unit_samples = space.to_unit(samples)
+    sample_chi2 = chi2(samples)
     nearest = min(SAMPLES_PER_START, len(unit_samples))
     starts = np.empty((len(unit_grid), len(others)))
     for g, unit_value in enumerate(unit_grid):
@@ -241,14 +242,16 @@ def profile_grid(space: ParameterSpace, index: int, samples: np.ndarray | None, 
     return np.linspace(low, high, n)
 
 
-def profile_caution(mae_low: float | None, model_version: int | None) -> str | None:
+def profile_caution(metrics: dict, model_version: int | None) -> str | None:
     """Return a caution for profile intervals of a surrogate whose chi2 error is not small, else None.
 
     Args:
-        mae_low: The regressor's cross-validated mean absolute chi2 error in
-            the low region; None when the model version did not record it.
+        metrics: A model version's metrics. Their ``regressor_mae_low``, the
+            regressor's cross-validated mean absolute chi2 error in the low
+            region, is compared with ``PROFILE_CHI2_ERROR_LIMIT``.
         model_version: The version number, named in the message.
     """
+    mae_low = metrics.get("regressor_mae_low")
     if mae_low is None or not np.isfinite(mae_low) or mae_low <= PROFILE_CHI2_ERROR_LIMIT:
         return None
     return (

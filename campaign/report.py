@@ -172,7 +172,7 @@ def _profile_caution(versions: list, profiles: list) -> str | None:
     if not profiles:
         return None
     version = next(v for v in versions if v.id == profiles[0].model_version_id)
-    return profile_caution(version.metrics.get("regressor_mae_low"), version.version)
+    return profile_caution(version.metrics, version.version)
 
 
 def _newest_profiles(session, version_ids: list[int]) -> list:

@@ -181,7 +181,7 @@ def _mark_chain(fit, chain_id: int, status: str) -> None:
 def _warn_about_profile_error(fit, model_version_id: int) -> None:
     with fit.store.transaction() as session:
         version = session.get(models.ModelVersion, model_version_id)
-        caution = profile_caution(version.metrics.get("regressor_mae_low"), version.version)
+        caution = profile_caution(version.metrics, version.version)
     if caution:
         logger.warning(caution)
 

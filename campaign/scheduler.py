@@ -39,7 +39,7 @@ from campaign.surrogate.registry import load_model, register_model_version
 from campaign.surrogate.training import cross_validate, prepare_training_set, train_surrogate
 from campaign.surrogate.tuning import tune_hyperparameters
 
-__all__ = ["StepReport", "run_step", "run_steps", "list_steps", "count_other_versions", "step_seed"]
+__all__ = ["StepReport", "run_step", "run_steps", "list_steps", "count_other_versions", "step_seed", "describe_convergence"]
 
 logger = logging.getLogger(__name__)
 
@@ -184,13 +184,15 @@ def run_steps(
     return reports
 
 
-def _waiting_for(convergence: dict, settings) -> str:
-    """Describe which convergence conditions a step has met and which it has not."""
-    quiet, patience = convergence["quiet_steps"], settings.convergence_patience
+def describe_convergence(convergence: dict, settings) -> str:
+    """Describe a step's convergence: "converged", or which conditions it has met and which it has not."""
+    if convergence.get("converged"):
+        return "converged"
+    quiet, patience = convergence.get("quiet_steps", 0), settings.convergence_patience
     parts = [f"{min(quiet, patience)}/{patience} quiet steps"]
     if quiet >= patience:
         parts[0] += " reached"
-    parts.append("regressor settled" if convergence["settled"] else "regressor not settled")
+    parts.append("regressor settled" if convergence.get("settled") else "regressor not settled")
     batch_mae = convergence.get("batch_mae_low")
     if batch_mae is not None:
         parts.append(f"batch MAE {batch_mae:.3g} (limit {settings.convergence_mae:g})")
@@ -365,7 +367,8 @@ class _StepContext:
                                 n_proposed=step.n_proposed, n_evaluated=step.n_evaluated, n_failed=step.n_failed,
                                 model_version=version, best_chi2=best, convergence=convergence)
         logger.info("campaign %s: step %d done, best chi2 %s", self.fit.name, number, best)
-        state = "converged" if convergence["converged"] else f"not converged ({_waiting_for(convergence, self.settings)})"
+        described = describe_convergence(convergence, self.settings)
+        state = described if convergence["converged"] else f"not converged ({described})"
         self.echo(f"step {number}: done, best chi2 {_number(best)}, {report.n_evaluated} evaluated, "
                   f"{report.n_failed} failed; {state}")
         return report

@@ -159,10 +159,10 @@ def test_no_finite_chi2_rejected():
 
 
 def test_profile_caution_threshold():
-    assert profile_caution(None, 3) is None
-    assert profile_caution(float("nan"), 3) is None
-    assert profile_caution(PROFILE_CHI2_ERROR_LIMIT, 3) is None
-    message = profile_caution(0.8, 3)
+    assert profile_caution({}, 3) is None
+    assert profile_caution({"regressor_mae_low": float("nan")}, 3) is None
+    assert profile_caution({"regressor_mae_low": PROFILE_CHI2_ERROR_LIMIT}, 3) is None
+    message = profile_caution({"regressor_mae_low": 0.8}, 3)
     assert message is not None
     assert "chi2 error near the minimum is 0.8 (model version 3)" in message
 

@@ -153,11 +153,11 @@ def test_show_cautions_about_profile_error(fitted, db_url, mae_low, cautioned):
     with fitted.store.transaction() as session:
         session.scalars(sa.select(models.ModelVersion)).one().metrics = {"regressor_mae_low": mae_low}
     fitted.sample(walkers=16, max_steps=200, check_every=100, seed=1)
-    shown = CliRunner().invoke(main, ["--db", db_url, "show", "gaussian-4d"])
-    assert shown.exit_code == 0, shown.output
+    show_result = CliRunner().invoke(main, ["--db", db_url, "show", "gaussian-4d"])
+    assert show_result.exit_code == 0, show_result.output
     assert ("Caution: the regressor's cross-validated chi2 error near the minimum is 1.4 "
-            "(model version 1)" in shown.output) is cautioned
-    assert ("Caution" in shown.output) is cautioned
+            "(model version 1)" in show_result.output) is cautioned
+    assert ("Caution" in show_result.output) is cautioned
 
 
 def test_sample_rejects_bad_walkers_seed(fitted):
@@ -228,11 +228,11 @@ def test_show_and_chain_skip_interrupted_chain(fitted, db_url):
             status="interrupted", n_walkers=16, seed=2, settings={},
         ))
     assert len(fitted.chain()) == finished["n_samples"]
-    shown = CliRunner().invoke(main, ["--db", db_url, "show", "gaussian-4d"])
-    assert shown.exit_code == 0, shown.output
-    assert f"Latest finished chain {finished['chain_id']}" in shown.output
+    show_result = CliRunner().invoke(main, ["--db", db_url, "show", "gaussian-4d"])
+    assert show_result.exit_code == 0, show_result.output
+    assert f"Latest finished chain {finished['chain_id']}" in show_result.output
     assert ("is interrupted after 0 checkpointed steps, and its samples are not stored yet; "
-            "continue it with `campaign sample gaussian-4d --resume") in shown.output
+            "continue it with `campaign sample gaussian-4d --resume") in show_result.output
 
 
 def test_validation_caution_threshold():

@@ -231,13 +231,13 @@ def test_failed_batch_is_not_quiet(sqlite_url, repo_cwd, tmp_path):
 
 def test_convergence_text_caps_quiet_steps():
     from campaign.config import Settings
-    from campaign.scheduler import _waiting_for
+    from campaign.scheduler import describe_convergence
 
     settings = Settings()
     patience = settings.convergence_patience
     blocked = {"quiet_steps": patience + 7, "settled": True, "batch_mae_low": 2.08}
-    text = _waiting_for(blocked, settings)
+    text = describe_convergence(blocked, settings)
     assert text.startswith(f"{patience}/{patience} quiet steps reached, regressor settled")
     assert f"batch MAE 2.08 (limit {settings.convergence_mae:g})" in text
-    early = _waiting_for({"quiet_steps": 0, "settled": False, "batch_mae_low": None}, settings)
+    early = describe_convergence({"quiet_steps": 0, "settled": False, "batch_mae_low": None}, settings)
     assert early == f"0/{patience} quiet steps, regressor not settled"

@@ -27,12 +27,12 @@ def compile_command(obj, name, version, backend):
     """Compile a model version's regressor and classifier into the local cache."""
     result = api.open_campaign(name, obj["db"]).compile(version, backend)
     if result["backend"] == "xgboost":
-        how = "XGBoost's own predictor (nothing compiled)"
+        predictor = "XGBoost's own predictor (nothing compiled)"
     elif result["seconds"] == 0:
-        how = f"{result['backend']} predictor, loaded from the cache"
+        predictor = f"{result['backend']} predictor, loaded from the cache"
     else:
-        how = f"{result['backend']} predictor, compiled in {result['seconds']:.2f} s"
-    click.echo(f"Model version {result['model_version']}: {how}.")
+        predictor = f"{result['backend']} predictor, compiled in {result['seconds']:.2f} s"
+    click.echo(f"Model version {result['model_version']}: {predictor}.")
 
 
 @main.command()
@@ -148,7 +148,7 @@ def echo_posterior_results(fit) -> None:
             ["parameter", "68% low", "68% high", "95% low", "95% high"],
             [[r["parameter"], r["low_68"], r["high_68"], r["low_95"], r["high_95"]] for r in results["profiles"]],
         ))
-        caution = profile_caution(chain["regressor_mae_low"], chain["model_version"])
+        caution = profile_caution(chain["model_metrics"], chain["model_version"])
         if caution:
             click.echo(caution)
     validation = results["validation"]

@@ -70,7 +70,7 @@ def run(obj, name, steps, until_converged, max_evaluations, workers, executor, p
 
 def echo_steps_and_models(fit) -> None:
     """Print a campaign's steps and model versions, as ``campaign show`` ends."""
-    from campaign.scheduler import list_steps  # imported on use, to keep --help fast
+    from campaign.scheduler import describe_convergence, list_steps  # imported on use, to keep --help fast
     from campaign.surrogate.registry import list_model_versions
 
     steps = list_steps(fit)
@@ -80,7 +80,7 @@ def echo_steps_and_models(fit) -> None:
             ["step", "status", "phase", "model", "proposed", "evaluated", "failed", "best chi2", "seconds", "convergence"],
             [[s["number"], s["status"], s["phase"], s["model_version"], s["n_proposed"], s["n_evaluated"],
               s["n_failed"], s["best_chi2"], round(s["seconds"], 1),
-              _convergence_text(s["convergence"], fit.settings.convergence_patience)]
+              describe_convergence(s["convergence"], fit.settings) if s["convergence"] else "-"]
              for s in steps],
         ))
     with fit.store.transaction() as session:
@@ -95,14 +95,3 @@ def echo_steps_and_models(fit) -> None:
         click.echo(format_table(
             ["version", "mode", "n_train", "n_low", "MAE low", "RMSE low", "accuracy", "AUC", "fit seconds"], versions,
         ))
-
-
-def _convergence_text(convergence: dict, patience: int) -> str:
-    if not convergence:
-        return "-"
-    if convergence.get("converged"):
-        return "converged"
-    settled = "settled" if convergence.get("settled") else "not settled"
-    error = convergence.get("batch_mae_low")
-    error_text = f", batch MAE {error:.3g}" if error is not None else ""
-    return f"{min(convergence.get('quiet_steps', 0), patience)}/{patience} quiet, {settled}{error_text}"

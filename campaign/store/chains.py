@@ -136,9 +136,10 @@ def latest_results(session: Session, campaign_id: int) -> dict:
     posterior table, the best fit and profiles of its model version, the
     chains started after it that did not finish, and the latest validation.
     """
-    chain = None
-    if session.scalar(sa.select(models.Chain.id).where(models.Chain.campaign_id == campaign_id).limit(1)) is not None:
+    try:
         chain = find_chain(session, campaign_id)
+    except NotFoundError:
+        chain = None
     result: dict = {"chain": None, "posterior": [], "best_fit": None, "profiles": [], "validation": None,
                     "unfinished": []}
     if chain is not None:
@@ -150,7 +151,7 @@ def latest_results(session: Session, campaign_id: int) -> dict:
         version = session.get(models.ModelVersion, chain.model_version_id) if chain.model_version_id else None
         result["chain"] = {
             "id": chain.id, "status": chain.status, "model_version": version.version if version else None,
-            "regressor_mae_low": version.metrics.get("regressor_mae_low") if version else None,
+            "model_metrics": version.metrics if version else {},
             "n_walkers": chain.n_walkers, "n_steps": chain.n_steps, "acceptance_fraction": chain.acceptance_fraction,
             "tau": chain.tau, "converged": chain.converged, "burn_in": chain.burn_in, "thin": chain.thin,
         }
